@@ -1,0 +1,182 @@
+"""The ledger's tables: cursors, pages, record versions, deliveries, attempts.
+
+Payloads are stored as the canonical JSON text that is pushed to targets, so
+a push sends stored bytes without re-encoding them. On Postgres a notebook can
+still query them with ``payload::jsonb``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Postgres wants BIGINT ids; SQLite only auto-increments an INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+# Delivery statuses. "pending" rows carry a lease while a push task holds them.
+PENDING = "pending"
+DELIVERED = "delivered"
+DEAD = "dead"
+SUPERSEDED = "superseded"
+STATUSES = (PENDING, DELIVERED, DEAD, SUPERSEDED)
+
+# Attempt outcomes.
+OUTCOME_DELIVERED = "delivered"
+OUTCOME_RETRY = "retry"
+OUTCOME_DEAD = "dead"
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every dialect."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("ledger timestamps must be timezone-aware")
+        value = value.astimezone(dt.UTC)
+        # SQLite stores text; a naive UTC value keeps its ordering comparable.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+NAMING: dict[str, Any] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Cursor(Base):
+    """Where a shard's reading resumes; saved in the same transaction as its page."""
+
+    __tablename__ = "cursors"
+
+    job: Mapped[str] = mapped_column(String(63), primary_key=True)
+    shard: Mapped[str] = mapped_column(String(63), primary_key=True)
+    state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class Page(Base):
+    """One source answer that was staged."""
+
+    __tablename__ = "pages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(63))
+    shard: Mapped[str] = mapped_column(String(63))
+    fetched_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    cursor_before: Mapped[str | None] = mapped_column(Text)
+    cursor_after: Mapped[str] = mapped_column(Text)
+    records_fetched: Mapped[int] = mapped_column(Integer)
+    versions_staged: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index(None, "job", "shard", "id"),)
+
+
+class RecordVersion(Base):
+    """One content of one key, as fetched."""
+
+    __tablename__ = "record_versions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(63))
+    record_key: Mapped[str] = mapped_column(Text)
+    key_hash: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    shard: Mapped[str] = mapped_column(String(63))
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"))
+    fetched_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index(None, "job", "record_key", "id"),
+        Index(None, "page_id"),
+    )
+
+
+class Delivery(Base):
+    """One record version owed to one target."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(63))
+    target: Mapped[str] = mapped_column(String(63))
+    record_version_id: Mapped[int] = mapped_column(ForeignKey("record_versions.id"))
+    record_key: Mapped[str] = mapped_column(Text)
+    key_hash: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index(None, "job", "target", "status", "next_attempt_at"),
+        Index(None, "job", "target", "record_key"),
+        Index(None, "record_version_id"),
+    )
+
+
+class Attempt(Base):
+    """One try of a delivery, with its outcome."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"))
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "delivery_id"),)
+
+
+cursors = cast(Table, Cursor.__table__)
+pages = cast(Table, Page.__table__)
+record_versions = cast(Table, RecordVersion.__table__)
+deliveries = cast(Table, Delivery.__table__)
+attempts = cast(Table, Attempt.__table__)

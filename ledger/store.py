@@ -1,0 +1,515 @@
+"""Every read and write of the ledger.
+
+Each function takes the caller's ``Session`` first and never commits: the
+caller owns one short transaction per page or per batch. Statements are
+set-based (one per page or batch, not one per record) and portable between
+Postgres and SQLite; where the dialects differ, the difference stays here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar, cast
+
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, aliased
+
+from ledger.errors import CursorMovedError, LedgerError
+from ledger.schema import (
+    DEAD,
+    DELIVERED,
+    OUTCOME_DEAD,
+    OUTCOME_DELIVERED,
+    OUTCOME_RETRY,
+    PENDING,
+    SUPERSEDED,
+    attempts,
+    cursors,
+    deliveries,
+    pages,
+    record_versions,
+)
+from ledger.types import (
+    AttemptResult,
+    DueDelivery,
+    StagedVersion,
+    StageResult,
+    TargetStatus,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translated(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Turn database errors into LedgerError naming the operation."""
+
+    def wrap(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            except LedgerError:
+                raise
+            except SQLAlchemyError as exc:
+                cause = type(getattr(exc, "orig", None) or exc).__name__
+                raise LedgerError(
+                    f"ledger could not {what} ({cause}); the transaction was "
+                    "rolled back and nothing of it was kept"
+                ) from exc
+
+        return inner
+
+    return wrap
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _rowcount(result: object) -> int:
+    """Rows an UPDATE matched (typed results of session.execute hide it)."""
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+@_translated("read a cursor")
+def load_cursor(session: Session, job: str, shard: str) -> str | None:
+    """The shard's saved cursor state as stored, or None before its first page."""
+    row = session.execute(
+        select(cursors.c.state).where(cursors.c.job == job, cursors.c.shard == shard)
+    ).scalar_one_or_none()
+    return row
+
+
+def _move_cursor(
+    session: Session,
+    job: str,
+    shard: str,
+    before: str | None,
+    after: str,
+    now: dt.datetime,
+) -> None:
+    """Compare-and-set: the page only counts if nobody moved the cursor first."""
+    if before is None:
+        try:
+            with session.begin_nested():
+                session.execute(
+                    insert(cursors).values(
+                        job=job, shard=shard, state=after, updated_at=now
+                    )
+                )
+        except IntegrityError as exc:
+            raise CursorMovedError(
+                f"job {job} shard {shard}: another worker staged the first page "
+                "at the same time; this page was not staged"
+            ) from exc
+        return
+    moved = session.execute(
+        update(cursors)
+        .where(
+            cursors.c.job == job, cursors.c.shard == shard, cursors.c.state == before
+        )
+        .values(state=after, updated_at=now)
+    )
+    if _rowcount(moved) != 1:
+        raise CursorMovedError(
+            f"job {job} shard {shard}: the cursor moved while this page was "
+            "fetched (another worker?); this page was not staged"
+        )
+
+
+def _latest_hashes(session: Session, job: str, keys: Sequence[str]) -> dict[str, str]:
+    rows = session.execute(
+        select(record_versions.c.record_key, record_versions.c.content_hash)
+        .where(
+            record_versions.c.job == job,
+            record_versions.c.record_key.in_(bindparam("keys", expanding=True)),
+        )
+        .order_by(record_versions.c.id),
+        {"keys": list(keys)},
+    )
+    return {key: content_hash for key, content_hash in rows}
+
+
+@_translated("stage a page")
+def stage_page(
+    session: Session,
+    *,
+    job: str,
+    shard: str,
+    versions: Sequence[StagedVersion],
+    fetched: int,
+    cursor_before: str | None,
+    cursor_after: str,
+    targets: Sequence[str],
+) -> StageResult:
+    """Stage one page's new or changed versions and move the shard's cursor.
+
+    Unchanged re-reads create nothing. A changed key supersedes its older
+    pending deliveries, so a target never gets an old version after a new one.
+
+    Raises:
+        CursorMovedError: another worker moved the cursor; nothing was staged.
+        LedgerError: the database refused the page.
+    """
+    now = _utcnow()
+    _move_cursor(session, job, shard, cursor_before, cursor_after, now)
+
+    latest_in_page = {v.key: v for v in versions}
+    known = _latest_hashes(session, job, list(latest_in_page))
+    new = [v for v in latest_in_page.values() if known.get(v.key) != v.content_hash]
+    changed_keys = [v.key for v in new if v.key in known]
+
+    page_id = session.execute(
+        insert(pages)
+        .values(
+            job=job,
+            shard=shard,
+            fetched_at=now,
+            cursor_before=cursor_before,
+            cursor_after=cursor_after,
+            records_fetched=fetched,
+            versions_staged=len(new),
+        )
+        .returning(pages.c.id)
+    ).scalar_one()
+    if not new:
+        return StageResult(0, 0, 0)
+
+    superseded = 0
+    if changed_keys:
+        superseded = _rowcount(
+            session.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.job == job,
+                    deliveries.c.status == PENDING,
+                    deliveries.c.record_key.in_(bindparam("keys", expanding=True)),
+                    or_(
+                        deliveries.c.lease_expires_at.is_(None),
+                        deliveries.c.lease_expires_at < now,
+                    ),
+                )
+                .values(status=SUPERSEDED, updated_at=now),
+                {"keys": changed_keys},
+            )
+        )
+
+    session.execute(
+        insert(record_versions),
+        [
+            {
+                "job": job,
+                "record_key": v.key,
+                "key_hash": v.key_hash,
+                "content_hash": v.content_hash,
+                "payload": v.payload,
+                "shard": shard,
+                "page_id": page_id,
+                "fetched_at": now,
+            }
+            for v in new
+        ],
+    )
+    rv = record_versions
+    for target in targets:
+        session.execute(
+            insert(deliveries).from_select(
+                [
+                    "job",
+                    "target",
+                    "record_version_id",
+                    "record_key",
+                    "key_hash",
+                    "status",
+                    "attempts",
+                    "next_attempt_at",
+                    "created_at",
+                    "updated_at",
+                ],
+                select(
+                    rv.c.job,
+                    literal(target),
+                    rv.c.id,
+                    rv.c.record_key,
+                    rv.c.key_hash,
+                    literal(PENDING),
+                    literal(0),
+                    literal(now, deliveries.c.next_attempt_at.type),
+                    literal(now, deliveries.c.created_at.type),
+                    literal(now, deliveries.c.updated_at.type),
+                )
+                .where(rv.c.page_id == page_id)
+                .order_by(rv.c.id),
+            )
+        )
+    return StageResult(len(new), len(new) * len(targets), superseded)
+
+
+@_translated("claim due deliveries")
+def claim_due(
+    session: Session,
+    *,
+    job: str,
+    target: str,
+    partition: int,
+    partitions: int,
+    owner: str,
+    limit: int,
+    lease_s: float,
+) -> list[DueDelivery]:
+    """Lease up to ``limit`` due deliveries of one partition, oldest first.
+
+    Postgres skips rows another worker has locked, so concurrent claimers never
+    share a delivery; SQLite serializes writers, which gives the same meaning.
+    """
+    now = _utcnow()
+    d = deliveries
+    due = (
+        select(d.c.id)
+        .where(
+            d.c.job == job,
+            d.c.target == target,
+            d.c.status == PENDING,
+            d.c.next_attempt_at <= now,
+            or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at < now),
+            (d.c.key_hash % partitions) == partition,
+        )
+        .order_by(d.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = session.execute(
+        update(d)
+        .where(d.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=lease_s))
+        .returning(d.c.id, d.c.record_version_id, d.c.attempts)
+    ).all()
+    if not claimed:
+        return []
+    version_ids = [row.record_version_id for row in claimed]
+    versions = {
+        row.id: row
+        for row in session.execute(
+            select(
+                record_versions.c.id,
+                record_versions.c.record_key,
+                record_versions.c.content_hash,
+                record_versions.c.payload,
+            ).where(record_versions.c.id.in_(bindparam("ids", expanding=True))),
+            {"ids": version_ids},
+        )
+    }
+    return [
+        DueDelivery(
+            delivery_id=row.id,
+            record_key=versions[row.record_version_id].record_key,
+            content_hash=versions[row.record_version_id].content_hash,
+            payload=versions[row.record_version_id].payload,
+            attempts_before=row.attempts,
+        )
+        for row in sorted(claimed, key=lambda r: r.id)
+    ]
+
+
+@_translated("record attempts")
+def record_attempts(
+    session: Session, *, owner: str, results: Sequence[AttemptResult]
+) -> None:
+    """Keep every attempt and move each delivery to its next status.
+
+    Only deliveries still leased by ``owner`` change status: if the lease ran
+    out and another worker took over, that worker's outcome wins, but the
+    attempt itself is still kept.
+    """
+    if not results:
+        return
+    now = _utcnow()
+    session.execute(
+        insert(attempts),
+        [
+            {
+                "delivery_id": r.delivery_id,
+                "attempt_no": r.attempt_no,
+                "started_at": r.started_at,
+                "duration_ms": r.duration_ms,
+                "http_status": r.http_status,
+                "outcome": r.outcome,
+                "error": r.error,
+                "response_excerpt": r.response_excerpt,
+            }
+            for r in results
+        ],
+    )
+    d = deliveries
+    delivered = [r.delivery_id for r in results if r.outcome == OUTCOME_DELIVERED]
+    if delivered:
+        session.execute(
+            update(d)
+            .where(
+                d.c.id.in_(bindparam("ids", expanding=True)), d.c.lease_owner == owner
+            )
+            .values(
+                status=DELIVERED,
+                attempts=d.c.attempts + 1,
+                lease_owner=None,
+                lease_expires_at=None,
+                last_error=None,
+                updated_at=now,
+            ),
+            {"ids": delivered},
+        )
+    _set_unfinished(session, owner, results, now)
+
+
+def _set_unfinished(
+    session: Session, owner: str, results: Sequence[AttemptResult], now: dt.datetime
+) -> None:
+    d = deliveries
+    rows = [
+        {
+            "b_id": r.delivery_id,
+            "b_status": DEAD if r.outcome == OUTCOME_DEAD else PENDING,
+            "b_next": r.next_attempt_at or now,
+            "b_error": r.error,
+        }
+        for r in results
+        if r.outcome in (OUTCOME_RETRY, OUTCOME_DEAD)
+    ]
+    if not rows:
+        return
+    session.execute(
+        update(d)
+        .where(d.c.id == bindparam("b_id"), d.c.lease_owner == owner)
+        .values(
+            status=bindparam("b_status"),
+            attempts=d.c.attempts + 1,
+            next_attempt_at=bindparam("b_next"),
+            last_error=bindparam("b_error"),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False),
+        rows,
+    )
+    # A retry must not overtake a newer version of the same key later on.
+    retried = [r.delivery_id for r in results if r.outcome == OUTCOME_RETRY]
+    if retried:
+        newer = aliased(deliveries)
+        session.execute(
+            update(d)
+            .where(
+                d.c.id.in_(bindparam("ids", expanding=True)),
+                d.c.status == PENDING,
+                exists().where(
+                    newer.c.job == d.c.job,
+                    newer.c.target == d.c.target,
+                    newer.c.record_key == d.c.record_key,
+                    newer.c.id > d.c.id,
+                ),
+            )
+            .values(status=SUPERSEDED, updated_at=now),
+            {"ids": retried},
+        )
+
+
+@_translated("release leases")
+def release_leases(session: Session, *, owner: str) -> int:
+    """Hand back every lease ``owner`` still holds (e.g. on a clean shutdown)."""
+    released = session.execute(
+        update(deliveries)
+        .where(deliveries.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    return _rowcount(released)
+
+
+@_translated("read delivery status")
+def target_status(session: Session, job: str) -> list[TargetStatus]:
+    """Counts by target and status, and the oldest pending delivery's age."""
+    now = _utcnow()
+    d = deliveries
+    is_pending = d.c.status == PENDING
+    leased = and_(
+        is_pending, d.c.lease_expires_at.is_not(None), d.c.lease_expires_at >= now
+    )
+
+    def count_where(condition: Any) -> Any:
+        return func.sum(case((condition, 1), else_=0))
+
+    rows = session.execute(
+        select(
+            d.c.target,
+            count_where(and_(is_pending, d.c.attempts == 0, ~leased)),
+            count_where(and_(is_pending, d.c.attempts > 0, ~leased)),
+            count_where(leased),
+            count_where(d.c.status == DELIVERED),
+            count_where(d.c.status == DEAD),
+            count_where(d.c.status == SUPERSEDED),
+            func.min(case((is_pending, d.c.created_at), else_=None)),
+        )
+        .where(d.c.job == job)
+        .group_by(d.c.target)
+        .order_by(d.c.target)
+    ).all()
+    return [
+        TargetStatus(
+            target=row[0],
+            pending=int(row[1] or 0),
+            retrying=int(row[2] or 0),
+            in_flight=int(row[3] or 0),
+            delivered=int(row[4] or 0),
+            dead=int(row[5] or 0),
+            superseded=int(row[6] or 0),
+            oldest_pending_at=_as_utc(row[7]),
+        )
+        for row in rows
+    ]
+
+
+def _as_utc(value: Any) -> dt.datetime | None:
+    # MIN() over a TypeDecorator column comes back raw on SQLite (a string).
+    if value is None:
+        return None
+    parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(parsed, dt.datetime)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+@_translated("count staged versions")
+def count_versions(session: Session, job: str) -> int:
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(record_versions)
+            .where(record_versions.c.job == job)
+        ).scalar_one()
+    )
+
+
+@_translated("forget a job")
+def forget_job(session: Session, job: str) -> None:
+    """Delete every row of ``job``: attempts, deliveries, versions, pages, cursors."""
+    job_deliveries = select(deliveries.c.id).where(deliveries.c.job == job)
+    session.execute(delete(attempts).where(attempts.c.delivery_id.in_(job_deliveries)))
+    for table in (deliveries, record_versions, pages, cursors):
+        session.execute(delete(table).where(table.c.job == job))

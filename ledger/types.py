@@ -1,0 +1,63 @@
+"""Values that cross the ledger boundary; plain frozen dataclasses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StagedVersion:
+    """One record version as fetched, before the ledger decides if it is new."""
+
+    key: str
+    key_hash: int
+    content_hash: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    versions_staged: int
+    deliveries_created: int
+    superseded: int
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery claimed for one push, with the payload it carries."""
+
+    delivery_id: int
+    record_key: str
+    content_hash: str
+    payload: str
+    attempts_before: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """The outcome of one attempt, and what happens to its delivery next."""
+
+    delivery_id: int
+    attempt_no: int
+    started_at: dt.datetime
+    duration_ms: float
+    outcome: str
+    http_status: int | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+    next_attempt_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    """Where one target's deliveries stand."""
+
+    target: str
+    pending: int
+    retrying: int
+    in_flight: int
+    delivered: int
+    dead: int
+    superseded: int
+    oldest_pending_at: dt.datetime | None
