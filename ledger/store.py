@@ -48,8 +48,10 @@ from ledger.schema import (
 from ledger.types import (
     AttemptResult,
     DueDelivery,
+    ShardCounts,
     StagedVersion,
     StageResult,
+    TargetCounts,
     TargetStatus,
 )
 
@@ -513,3 +515,43 @@ def forget_job(session: Session, job: str) -> None:
     session.execute(delete(attempts).where(attempts.c.delivery_id.in_(job_deliveries)))
     for table in (deliveries, record_versions, pages, cursors):
         session.execute(delete(table).where(table.c.job == job))
+
+
+@_translated("count a run's pages")
+def shard_counts(session: Session, job: str, since: dt.datetime) -> list[ShardCounts]:
+    """Pages, records fetched and versions staged per shard since ``since``."""
+    rows = session.execute(
+        select(
+            pages.c.shard,
+            func.count(),
+            func.sum(pages.c.records_fetched),
+            func.sum(pages.c.versions_staged),
+        )
+        .where(pages.c.job == job, pages.c.fetched_at >= since)
+        .group_by(pages.c.shard)
+        .order_by(pages.c.shard)
+    ).all()
+    return [ShardCounts(r[0], int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows]
+
+
+@_translated("count a run's attempts")
+def attempt_counts(
+    session: Session, job: str, since: dt.datetime
+) -> list[TargetCounts]:
+    """Attempt outcomes per target since ``since``."""
+    a, d = attempts, deliveries
+    rows = session.execute(
+        select(
+            d.c.target,
+            func.sum(case((a.c.outcome == OUTCOME_DELIVERED, 1), else_=0)),
+            func.sum(case((a.c.outcome == OUTCOME_RETRY, 1), else_=0)),
+            func.sum(case((a.c.outcome == OUTCOME_DEAD, 1), else_=0)),
+        )
+        .join(d, d.c.id == a.c.delivery_id)
+        .where(d.c.job == job, a.c.started_at >= since)
+        .group_by(d.c.target)
+        .order_by(d.c.target)
+    ).all()
+    return [
+        TargetCounts(r[0], int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows
+    ]

@@ -61,3 +61,23 @@ class TargetStatus:
     dead: int
     superseded: int
     oldest_pending_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardCounts:
+    """What one shard fetched and staged since a moment."""
+
+    shard: str
+    pages: int
+    fetched: int
+    staged: int
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCounts:
+    """What one target's attempts came to since a moment."""
+
+    target: str
+    delivered: int
+    retried: int
+    dead: int

@@ -1,0 +1,28 @@
+"""When a failed delivery is tried again, and when it becomes a dead letter."""
+
+from __future__ import annotations
+
+import random
+
+from jellyfish.job import ExponentialRetry, RetryPolicy
+
+
+def is_exhausted(policy: RetryPolicy, attempt_no: int) -> bool:
+    """True once ``attempt_no`` attempts have been made and none may follow."""
+    return attempt_no >= policy.max_attempts
+
+
+def retry_delay_s(
+    policy: RetryPolicy, attempt_no: int, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait after failed attempt number ``attempt_no`` (1-based).
+
+    Exponential waits grow by ``multiplier`` from ``initial_s``, are capped at
+    ``max_s``, then moved by up to ``jitter`` of themselves either way so that
+    many deliveries failing together do not all come back together.
+    """
+    if not isinstance(policy, ExponentialRetry):
+        return policy.interval_s
+    base = min(policy.max_s, policy.initial_s * policy.multiplier ** (attempt_no - 1))
+    spread = (rng or random).uniform(-policy.jitter, policy.jitter)
+    return max(0.0, min(policy.max_s, base * (1 + spread)))
