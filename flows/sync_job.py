@@ -7,8 +7,8 @@ import itertools
 from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
-from prefect.futures import PrefectFutureList, wait
 from prefect.client.schemas.objects import State
+from prefect.futures import PrefectFutureList, wait
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 

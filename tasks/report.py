@@ -36,6 +36,7 @@ class RunSummary:
     rows: tuple[RunRow, ...]
     failed_shards: tuple[str, ...]
     failed_pushes: tuple[str, ...]
+    seconds: float
 
     def total(self, field: str) -> int:
         return sum(int(getattr(row, field)) for row in self.rows)
@@ -52,7 +53,7 @@ class RunSummary:
             f"retried={self.total('retried')} dead={self.total('dead')} "
             f"pending={self.total('pending')} "
             f"failed_shards={len(self.failed_shards)} "
-            f"failed_pushes={len(self.failed_pushes)}"
+            f"failed_pushes={len(self.failed_pushes)} seconds={self.seconds:.1f}"
         )
 
 
@@ -100,8 +101,9 @@ def publish_run_summary(
                 pending=(s.pending + s.retrying + s.in_flight) if s else 0,
             )
         )
+    seconds = (dt.datetime.now(dt.UTC) - started_at).total_seconds()
     summary = RunSummary(
-        job.name, tuple(rows), tuple(failed_shards), tuple(failed_pushes)
+        job.name, tuple(rows), tuple(failed_shards), tuple(failed_pushes), seconds
     )
 
     create_table_artifact(
