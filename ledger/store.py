@@ -138,15 +138,19 @@ def _move_cursor(
 
 def _latest_hashes(session: Session, job: str, keys: Sequence[str]) -> dict[str, str]:
     rows = session.execute(
-        select(record_versions.c.record_key, record_versions.c.content_hash)
-        .where(
+        select(
+            record_versions.c.id,
+            record_versions.c.record_key,
+            record_versions.c.content_hash,
+        ).where(
             record_versions.c.job == job,
             record_versions.c.record_key.in_(bindparam("keys", expanding=True)),
-        )
-        .order_by(record_versions.c.id),
+        ),
         {"keys": list(keys)},
-    )
-    return {key: content_hash for key, content_hash in rows}
+    ).all()
+    # Sorting here, not in SQL: an ORDER BY id tempts Postgres into walking the
+    # whole primary key instead of the (job, record_key, id) index.
+    return {key: content_hash for _, key, content_hash in sorted(rows)}
 
 
 @_translated("stage a page")
