@@ -83,3 +83,13 @@ def ledger_url(
 def job_name() -> str:
     """A job name no other test uses, so tests can share one Postgres database."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

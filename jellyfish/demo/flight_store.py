@@ -92,7 +92,7 @@ class FlightStore:
         # the store over all flights about three times faster.
         with _collector_paused():
             self._index_copies(records)
-        # field -> field text -> index; built on first use, dropped on change.
+        # field -> field text -> index; built on first use, kept up to date.
         self._field_indexes: dict[str, dict[str, _KeyIndex]] = {}
         # id -> content_hash, filled by digest(), dropped per changed record.
         self._hash_by_id: dict[int, str] = {}
@@ -156,31 +156,19 @@ class FlightStore:
         count = min(count, len(ids))
         chosen = [ids[i * len(ids) // count] for i in range(count)]
 
+        # Stamps after every existing one move the changed records to the end
+        # of each index, so the order holds without a sort.
         newest = self._all.keys[-1][0] if self._all.keys else 0
         stamp = max(moment_us(now), newest + 1)
-        new_keys: list[Key] = []
         for record_id in chosen:
             record = self._by_id[record_id]
-            delay = record.get("dep_delay")
-            if isinstance(delay, int | float) and not isinstance(delay, bool):
-                record["dep_delay"] = delay + 1
-            else:
-                record["dep_delay"] = 1.0
-            record["updated_at"] = format_instant(stamp)
-            new_keys.append((stamp, record_id))
-            stamp += 1
-
-        # The new stamps are the newest of all, so the changed records move to
-        # the end and the order holds without a full sort.
-        for record_id, new_key in zip(chosen, new_keys, strict=True):
-            position = bisect_left(self._all.keys, self._key_by_id[record_id])
-            del self._all.keys[position]
-            del self._all.records[position]
+            self._unindex(record, self._key_by_id[record_id])
+            _bump_version(record, format_instant(stamp))
+            new_key = (stamp, record_id)
+            self._index(record, new_key)
             self._key_by_id[record_id] = new_key
             self._hash_by_id.pop(record_id, None)
-        self._all.keys.extend(new_keys)
-        self._all.records.extend(self._by_id[i] for i in chosen)
-        self._field_indexes.clear()
+            stamp += 1
         logger.info("changed records=%d", len(chosen))
         return chosen
 
@@ -191,6 +179,25 @@ class FlightStore:
             if record_id not in hashes:
                 hashes[record_id] = content_hash(record)
         return {str(record_id): hashes[record_id] for record_id in self._by_id}
+
+    def _unindex(self, record: Record, key: Key) -> None:
+        """Remove a record from every index it is in."""
+        indexes = [self._all]
+        for name, groups in self._field_indexes.items():
+            indexes.append(groups[field_text(record.get(name))])
+        for index in indexes:
+            position = bisect_left(index.keys, key)
+            del index.keys[position]
+            del index.records[position]
+
+    def _index(self, record: Record, key: Key) -> None:
+        """Append a record whose key is the newest to every index it belongs in."""
+        indexes = [self._all]
+        for name, groups in self._field_indexes.items():
+            indexes.append(groups.setdefault(field_text(record.get(name)), _KeyIndex()))
+        for index in indexes:
+            index.keys.append(key)
+            index.records.append(record)
 
     def _index_copies(self, records: Sequence[Mapping[str, object]]) -> None:
         """Build the keyset order, the id lookups and the field names."""
@@ -245,6 +252,16 @@ def _keyed_copies(records: Sequence[Mapping[str, object]]) -> list[tuple[Key, Re
         keyed.append(((parsed[stamp], record_id), record))
     keyed.sort(key=lambda pair: pair[0])
     return keyed
+
+
+def _bump_version(record: Record, updated_at: str) -> None:
+    """Make a new version: ``dep_delay`` plus 1 (1.0 if missing), a new stamp."""
+    delay = record.get("dep_delay")
+    if isinstance(delay, int | float) and not isinstance(delay, bool):
+        record["dep_delay"] = delay + 1
+    else:
+        record["dep_delay"] = 1.0
+    record["updated_at"] = updated_at
 
 
 @contextmanager

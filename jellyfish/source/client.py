@@ -35,7 +35,7 @@ from jellyfish.source.records import (
     cursor_values,
     stage_record,
 )
-from ledger.errors import SourceError
+from ledger.errors import PaginationLoopError, SourceError
 from ledger.types import StagedVersion
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class SourceClient:
                 records, newest = self._stage(answer.records)
                 keys = tuple(r.key for r in records)
                 if keys and keys == previous_keys:
-                    raise SourceError("the source served the same page twice")
+                    raise PaginationLoopError("the source served the same page twice")
                 position = paginator.advance(state, answer)
             except (SourceError, RecordShapeError) as exc:
                 raise self._error(state, exc) from exc
@@ -144,7 +144,12 @@ class SourceClient:
                     f"record {index} of the page is a {type(record).__name__}, "
                     "not an object"
                 )
-        return PageAnswer(records=records, body=body, headers=response.headers)
+        return PageAnswer(
+            records=records,
+            body=body,
+            headers=response.headers,
+            url=str(response.url),
+        )
 
     def _send(self, url: str, params: dict[str, Any]) -> httpx.Response:
         try:
@@ -167,7 +172,11 @@ class SourceClient:
     )
     def _send_with_retries(self, url: str, params: dict[str, Any]) -> httpx.Response:
         if self._spec.method == "GET":
-            response = self._http.get(url, params=params, headers=self._headers)
+            # httpx 0.28 replaces a URL's query with `params`, even with an empty
+            # dict (https://github.com/encode/httpx/issues/3433), which would drop
+            # the query of a next-page URL: merge the two here instead.
+            merged = httpx.URL(url).copy_merge_params(params)
+            response = self._http.get(merged, headers=self._headers)
         else:
             response = self._http.post(url, json=params, headers=self._headers)
         if response.status_code == 429 or response.status_code >= 500:
@@ -220,7 +229,10 @@ class SourceClient:
         return current
 
     def _error(self, state: CursorState, exc: Exception) -> SourceError:
-        return SourceError(
+        # A loop keeps its own type, so callers can tell it from a failed page.
+        is_loop = isinstance(exc, PaginationLoopError)
+        kind = PaginationLoopError if is_loop else SourceError
+        return kind(
             f"job {self._job.name} shard {self._shard.name} at cursor "
             f"{state.describe()}: {exc}"
         )

@@ -44,6 +44,7 @@ class PageAnswer:
     records: list[dict[str, Any]]
     body: Any
     headers: httpx.Headers
+    url: str = ""  # the URL that answered; relative next-page URLs resolve on it
 
 
 class Paginator(Protocol):
@@ -182,7 +183,8 @@ class NextUrlPaginator:
             url = _link_next(answer.headers)
         if not url:
             return None
-        return self._guard.check(str(url))
+        # A relative URL (RFC 8288 allows it in Link) names a page of this source.
+        return self._guard.check(str(httpx.URL(answer.url).join(str(url))))
 
 
 def _link_next(headers: httpx.Headers) -> str | None:

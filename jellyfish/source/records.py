@@ -84,9 +84,26 @@ def _comparable(value: JsonScalar, field: CursorField) -> Any:
                 f"cursor field {field.name!r} should be an integer, "
                 f"got {type(value).__name__}"
             )
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise RecordShapeError(
+                f"cursor field {field.name!r} should be an integer, "
+                "got a str that is not one"
+            ) from None
     if field.type == "number":
-        return float(value)
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise RecordShapeError(
+                f"cursor field {field.name!r} should be a number, "
+                f"got {type(value).__name__}"
+            )
+        try:
+            return float(value)
+        except ValueError:
+            raise RecordShapeError(
+                f"cursor field {field.name!r} should be a number, "
+                "got a str that is not one"
+            ) from None
     return str(value)
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -95,7 +97,7 @@ class TargetClient:
         array = "[" + ",".join(d.payload for d in group) + "]"
         if self._spec.batch_key is None:
             return array
-        return '{"' + self._spec.batch_key + '":' + array + "}"
+        return "{" + json.dumps(self._spec.batch_key) + ":" + array + "}"
 
     def _key(self, group: list[DueDelivery]) -> str:
         keys = [
@@ -118,16 +120,32 @@ class TargetClient:
                 headers=headers,
             )
             verdict = self._judge(response)
-        except httpx.TimeoutException:
-            verdict = _Verdict(
-                OUTCOME_RETRY, error=f"no answer within {self._spec.timeout_s:g} s"
-            )
         except httpx.HTTPError as exc:
+            verdict = self._transport_failure(exc)
+        except aiohttp.ClientError as exc:
+            # httpx_aiohttp lets some aiohttp errors through unmapped, such as
+            # ClientResponseError for a malformed status line.
             verdict = _Verdict(
-                OUTCOME_RETRY, error=f"connection failed ({type(exc).__name__})"
+                OUTCOME_RETRY, error=f"invalid HTTP answer ({type(exc).__name__})"
             )
         duration_ms = (time.perf_counter() - clock) * 1000
         return [self._result(d, verdict, started_at, duration_ms) for d in group]
+
+    def _transport_failure(self, exc: httpx.HTTPError) -> _Verdict:
+        """Tell a timeout from a failed connection."""
+        # httpx_aiohttp maps every aiohttp connection error, a refused
+        # connection included, to httpx.ConnectTimeout; only the cause tells.
+        cause = exc.__cause__
+        if isinstance(cause, aiohttp.ClientError):
+            timed_out, name = isinstance(cause, TimeoutError), type(cause).__name__
+        else:
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            name = type(exc).__name__
+        if timed_out:
+            return _Verdict(
+                OUTCOME_RETRY, error=f"no answer within {self._spec.timeout_s:g} s"
+            )
+        return _Verdict(OUTCOME_RETRY, error=f"connection failed ({name})")
 
     def _judge(self, response: httpx.Response) -> _Verdict:
         status = response.status_code
@@ -160,7 +178,8 @@ class TargetClient:
         return None
 
     def _excerpt(self, response: httpx.Response) -> str:
-        return redact_text(response.text[:EXCERPT_CHARS], self._secrets)
+        # Redact before cutting: a secret across the cut would leak its start.
+        return redact_text(response.text, self._secrets)[:EXCERPT_CHARS]
 
     def _result(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from jellyfish.job import ExponentialRetry, RetryPolicy
@@ -23,6 +24,11 @@ def retry_delay_s(
     """
     if not isinstance(policy, ExponentialRetry):
         return policy.interval_s
-    base = min(policy.max_s, policy.initial_s * policy.multiplier ** (attempt_no - 1))
+    try:
+        grown_s = policy.initial_s * policy.multiplier ** (attempt_no - 1)
+    except OverflowError:
+        # Far past the cap (e.g. attempt 1100 at x2): max_s applies anyway.
+        grown_s = math.inf if policy.initial_s > 0 else 0.0
+    base = min(policy.max_s, grown_s)
     spread = (rng or random).uniform(-policy.jitter, policy.jitter)
     return max(0.0, min(policy.max_s, base * (1 + spread)))

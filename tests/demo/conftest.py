@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from demo_sample import small_records
 
 from jellyfish.demo.servers import serve_in_thread
 from jellyfish.demo.source_app import build_source_app
 from jellyfish.demo.target_app import build_target_app
 
-from demo_sample import small_records
 
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
