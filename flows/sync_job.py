@@ -12,6 +12,7 @@ from prefect.futures import PrefectFutureList, wait
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from blocks.ledger import resolve_ledger
 from jellyfish.job import load_job
 from ledger.engine import get_engine, ledger_url
 from tasks.deliver import push_partition
@@ -46,14 +47,15 @@ def sync_job(job_file: str, ledger: str | None = None) -> RunSummary | State:
 
     Args:
         job_file: path of the job's YAML file.
-        ledger: ledger URL; default $JELLYFISH_LEDGER_URL or the SQLite file.
+        ledger: ledger URL or ``block:NAME`` of a LedgerConnection block;
+            default $JELLYFISH_LEDGER_URL, else .jellyfish/ledger.db.
 
     Returns:
         The run summary, or a Failed state whose message holds the counts.
     """
     logger = get_run_logger()
     job = load_job(job_file)
-    url = ledger_url(ledger)
+    url = ledger_url(resolve_ledger(ledger))
     get_engine(url)
     started_at = dt.datetime.now(dt.UTC)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from blocks.ledger import resolve_ledger
 from jellyfish.job import Job
 from jellyfish.progress import ledger_progress
 from ledger.engine import get_engine, ledger_url
@@ -35,7 +36,7 @@ def run_pass(
     """
     from flows.sync_job import sync_job
 
-    url = ledger_url(ledger)
+    url = ledger_url(resolve_ledger(ledger))
     get_engine(url)
     clock = time.perf_counter()
     with ledger_progress(url, job.name, show_progress):
@@ -58,7 +59,7 @@ def run_pass(
 def job_status(job: Job, ledger: str | None) -> dict[str, Any]:
     """Counts by target and status, with the oldest pending delivery's age."""
     now = dt.datetime.now(dt.UTC)
-    with Session(get_engine(ledger_url(ledger))) as session:
+    with Session(get_engine(ledger_url(resolve_ledger(ledger)))) as session:
         versions = count_versions(session, job.name)
         targets = {s.target: s for s in target_status(session, job.name)}
     rows = []

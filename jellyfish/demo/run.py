@@ -15,6 +15,7 @@ import httpx
 import yaml
 from sqlalchemy.orm import Session
 
+from blocks.ledger import resolve_ledger
 from jellyfish.demo.servers import start_demo_servers
 from jellyfish.job import load_job
 from jellyfish.passes import run_pass
@@ -85,7 +86,7 @@ def target_tally(source_url: str, target_url: str) -> dict[str, int]:
 
 def run_demo(options: DemoOptions) -> dict[str, Any]:
     """Start the demo apps, run one pass of the demo job, and report figures."""
-    url = ledger_url(options.ledger)
+    url = ledger_url(resolve_ledger(options.ledger))
     clock = time.perf_counter()
     with start_demo_servers(options.records) as servers:
         DEMO_DIR.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from prefect.settings import (
 )
 from source_passes import keys_of, make_job, read_pass
 
+from jellyfish.job import Job
 from jellyfish.source.cursor import CursorState
 from ledger.errors import PaginationLoopError, SourceError
 
@@ -22,7 +23,7 @@ CURSOR = ["updated_at:timestamp", "id:integer"]
 AT_START = "job hostile shard all at cursor start: "
 
 
-def hostile_job(url: str, **source: Any) -> Any:
+def hostile_job(url: str, **source: Any) -> Job:
     spec = {"url": url, "key": ["id"], "cursor": CURSOR, "records_path": "items"}
     return make_job({**spec, **source}, name="hostile")
 
@@ -215,7 +216,7 @@ def outside_run() -> Iterator[None]:
         yield
 
 
-def flaky_job(url: str, failures: int) -> Any:
+def flaky_job(url: str, failures: int) -> Job:
     run = uuid.uuid4().hex
     return hostile_job(
         f"{url}/hostile/flaky",

@@ -11,6 +11,7 @@ from paged_app import NEWEST
 from source_passes import keys_of, make_job, read_pass
 
 from jellyfish.demo.flight_store import instant_us
+from jellyfish.job import Job
 from jellyfish.source.client import FetchedPage, SourceClient
 from jellyfish.source.cursor import CursorState
 
@@ -61,7 +62,7 @@ def paged_source(base_url: str, kind: str, page_size: int) -> dict[str, Any]:
     }
 
 
-def first_pages(job: Any, count: int) -> list[FetchedPage]:
+def first_pages(job: Job, count: int) -> list[FetchedPage]:
     """The first ``count`` pages of a pass; the pass is then abandoned."""
     with SourceClient.open_http(job) as http:
         pages = SourceClient(job, job.source.shards[0], http).pages(CursorState())
