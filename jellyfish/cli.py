@@ -40,12 +40,15 @@ def _load(job_file: Path) -> Job:
     try:
         return load_job(job_file)
     except JobConfigError as exc:
-        err.print(f"[red]invalid job file[/red]\n{exc}", highlight=False)
+        err.print("invalid job file", style="red")
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
 
 
 def _fail(exc: JellyFishError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}", highlight=False)
+    err.print(
+        f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True
+    )
     return typer.Exit(1)
 
 
@@ -93,7 +96,7 @@ def run(
             _table(f"job {job.name}: {outcome.state} in {outcome.seconds:.1f} s", rows)
         )
         if outcome.message:
-            out.print(outcome.message, highlight=False)
+            out.print(outcome.message, highlight=False, soft_wrap=True)
     if outcome.state != "COMPLETED":
         raise typer.Exit(1)
 

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prefect.artifacts import Artifact
+from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse
@@ -292,11 +293,14 @@ def test_sync_job_publishes_counts_artifact(
 
     sync_job(str(job_file), ledger_url, return_state=True)
 
-    artifact = Artifact.get(f"sync-{job_name}")
-    assert artifact is not None
-    rows = (
-        artifact.data if isinstance(artifact.data, list) else json.loads(artifact.data)
-    )
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"sync-{job_name}"])
+            )
+        )
+    assert artifact.type == "table"
+    rows = json.loads(str(artifact.data))
     by_name = {row["name"]: row for row in rows}
     assert sum(by_name[s]["fetched"] for s in ("ewr", "jfk", "lga")) == FLIGHTS
     assert by_name["warehouse"]["delivered"] == FLIGHTS
