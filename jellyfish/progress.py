@@ -11,7 +11,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy.orm import Session
 
 from ledger.engine import get_engine
-from ledger.store import count_versions, target_status
+from ledger.reports import count_versions, target_status
 
 POLL_INTERVAL_S = 1.0
 

@@ -19,6 +19,7 @@ from ledger.errors import LedgerError
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEDGER_URL = "sqlite:///.jellyfish/ledger.db"
+LEDGER_ENV = "JELLYFISH_LEDGER_URL"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same for every Data JellyFish process.
 _MIGRATION_LOCK_ID = 0x4A454C4C59
@@ -29,7 +30,7 @@ _lock = threading.Lock()
 
 def ledger_url(explicit: str | None = None) -> str:
     """The ledger URL to use: the one given, else $JELLYFISH_LEDGER_URL, else SQLite."""
-    return explicit or os.environ.get("JELLYFISH_LEDGER_URL") or DEFAULT_LEDGER_URL
+    return explicit or os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER_URL
 
 
 def redact(url: str | URL) -> str:

@@ -14,12 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import (
-    and_,
     bindparam,
-    case,
     delete,
     exists,
-    func,
     insert,
     literal,
     or_,
@@ -48,18 +45,15 @@ from ledger.schema import (
 from ledger.types import (
     AttemptResult,
     DueDelivery,
-    ShardCounts,
     StagedVersion,
     StageResult,
-    TargetCounts,
-    TargetStatus,
 )
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _translated(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def translated(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Turn database errors into LedgerError naming the operation."""
 
     def wrap(func: Callable[P, R]) -> Callable[P, R]:
@@ -90,7 +84,7 @@ def _rowcount(result: object) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-@_translated("read a cursor")
+@translated("read a cursor")
 def load_cursor(session: Session, job: str, shard: str) -> str | None:
     """The shard's saved cursor state as stored, or None before its first page."""
     row = session.execute(
@@ -153,7 +147,7 @@ def _latest_hashes(session: Session, job: str, keys: Sequence[str]) -> dict[str,
     return {key: content_hash for _, key, content_hash in sorted(rows)}
 
 
-@_translated("stage a page")
+@translated("stage a page")
 def stage_page(
     session: Session,
     *,
@@ -268,7 +262,7 @@ def stage_page(
     return StageResult(len(new), len(new) * len(targets), superseded)
 
 
-@_translated("claim due deliveries")
+@translated("claim due deliveries")
 def claim_due(
     session: Session,
     *,
@@ -334,7 +328,7 @@ def claim_due(
     ]
 
 
-@_translated("record attempts")
+@translated("record attempts")
 def record_attempts(
     session: Session, *, owner: str, results: Sequence[AttemptResult]
 ) -> None:
@@ -436,7 +430,7 @@ def _set_unfinished(
         )
 
 
-@_translated("release leases")
+@translated("release leases")
 def release_leases(session: Session, *, owner: str) -> int:
     """Hand back every lease ``owner`` still holds (e.g. on a clean shutdown)."""
     released = session.execute(
@@ -447,115 +441,10 @@ def release_leases(session: Session, *, owner: str) -> int:
     return _rowcount(released)
 
 
-@_translated("read delivery status")
-def target_status(session: Session, job: str) -> list[TargetStatus]:
-    """Counts by target and status, and the oldest pending delivery's age."""
-    now = _utcnow()
-    d = deliveries
-    is_pending = d.c.status == PENDING
-    leased = and_(
-        is_pending, d.c.lease_expires_at.is_not(None), d.c.lease_expires_at >= now
-    )
-
-    def count_where(condition: Any) -> Any:
-        return func.sum(case((condition, 1), else_=0))
-
-    rows = session.execute(
-        select(
-            d.c.target,
-            count_where(and_(is_pending, d.c.attempts == 0, ~leased)),
-            count_where(and_(is_pending, d.c.attempts > 0, ~leased)),
-            count_where(leased),
-            count_where(d.c.status == DELIVERED),
-            count_where(d.c.status == DEAD),
-            count_where(d.c.status == SUPERSEDED),
-            func.min(case((is_pending, d.c.created_at), else_=None)),
-        )
-        .where(d.c.job == job)
-        .group_by(d.c.target)
-        .order_by(d.c.target)
-    ).all()
-    return [
-        TargetStatus(
-            target=row[0],
-            pending=int(row[1] or 0),
-            retrying=int(row[2] or 0),
-            in_flight=int(row[3] or 0),
-            delivered=int(row[4] or 0),
-            dead=int(row[5] or 0),
-            superseded=int(row[6] or 0),
-            oldest_pending_at=_as_utc(row[7]),
-        )
-        for row in rows
-    ]
-
-
-def _as_utc(value: Any) -> dt.datetime | None:
-    # MIN() over a TypeDecorator column comes back raw on SQLite (a string).
-    if value is None:
-        return None
-    parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
-    assert isinstance(parsed, dt.datetime)
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
-
-
-@_translated("count staged versions")
-def count_versions(session: Session, job: str) -> int:
-    return int(
-        session.execute(
-            select(func.count())
-            .select_from(record_versions)
-            .where(record_versions.c.job == job)
-        ).scalar_one()
-    )
-
-
-@_translated("forget a job")
+@translated("forget a job")
 def forget_job(session: Session, job: str) -> None:
     """Delete every row of ``job``: attempts, deliveries, versions, pages, cursors."""
     job_deliveries = select(deliveries.c.id).where(deliveries.c.job == job)
     session.execute(delete(attempts).where(attempts.c.delivery_id.in_(job_deliveries)))
     for table in (deliveries, record_versions, pages, cursors):
         session.execute(delete(table).where(table.c.job == job))
-
-
-@_translated("count a run's pages")
-def shard_counts(session: Session, job: str, since: dt.datetime) -> list[ShardCounts]:
-    """Pages, records fetched and versions staged per shard since ``since``."""
-    rows = session.execute(
-        select(
-            pages.c.shard,
-            func.count(),
-            func.sum(pages.c.records_fetched),
-            func.sum(pages.c.versions_staged),
-        )
-        .where(pages.c.job == job, pages.c.fetched_at >= since)
-        .group_by(pages.c.shard)
-        .order_by(pages.c.shard)
-    ).all()
-    return [ShardCounts(r[0], int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows]
-
-
-@_translated("count a run's attempts")
-def attempt_counts(
-    session: Session, job: str, since: dt.datetime
-) -> list[TargetCounts]:
-    """Attempt outcomes per target since ``since``."""
-    a, d = attempts, deliveries
-    rows = session.execute(
-        select(
-            d.c.target,
-            func.sum(case((a.c.outcome == OUTCOME_DELIVERED, 1), else_=0)),
-            func.sum(case((a.c.outcome == OUTCOME_RETRY, 1), else_=0)),
-            func.sum(case((a.c.outcome == OUTCOME_DEAD, 1), else_=0)),
-        )
-        .join(d, d.c.id == a.c.delivery_id)
-        .where(d.c.job == job, a.c.started_at >= since)
-        .group_by(d.c.target)
-        .order_by(d.c.target)
-    ).all()
-    return [
-        TargetCounts(r[0], int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows
-    ]

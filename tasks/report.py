@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from jellyfish.job import Job
 from ledger.engine import get_engine
-from ledger.store import attempt_counts, shard_counts, target_status
+from ledger.reports import attempt_counts, shard_counts, target_status
 
 
 @dataclass(frozen=True)

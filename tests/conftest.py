@@ -37,9 +37,7 @@ def prefect_server() -> Iterator[None]:
 
 def _ensure_database(url: str) -> None:
     parsed = make_url(url).set(drivername="postgresql+psycopg")
-    admin = create_engine(
-        parsed.set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             exists = connection.execute(
@@ -58,10 +56,11 @@ def postgres_url() -> Iterator[str]:
     try:
         _ensure_database(POSTGRES_URL)
     except Exception as exc:  # any failure to reach it is the same verdict
+        where = make_url(POSTGRES_URL).render_as_string()
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
         pytest.fail(
-            f"the Postgres ledger tests need {make_url(POSTGRES_URL).render_as_string()}"
-            f" ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
-            " start Postgres or set JELLYFISH_TEST_POSTGRES_URL",
+            f"the Postgres ledger tests need {where} ({type(exc).__name__}: "
+            f"{first_line}); start Postgres or set JELLYFISH_TEST_POSTGRES_URL",
             pytrace=False,
         )
     yield POSTGRES_URL

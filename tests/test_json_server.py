@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from flows.sync_job import sync_job
 from ledger.engine import get_engine
-from ledger.store import count_versions, target_status
+from ledger.reports import count_versions, target_status
 
 JSON_SERVER = "json-server@0.17.4"
 NPM_DIR = Path(__file__).resolve().parents[1] / ".jellyfish" / "npm"

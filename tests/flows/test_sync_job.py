@@ -25,8 +25,9 @@ from jellyfish.demo.servers import serve_in_thread
 from jellyfish.demo.source_app import build_source_app
 from jellyfish.demo.target_app import build_target_app
 from ledger.engine import get_engine
+from ledger.reports import target_status
 from ledger.schema import attempts, deliveries, record_versions
-from ledger.store import load_cursor, target_status
+from ledger.store import load_cursor
 
 FLIGHTS = 600
 

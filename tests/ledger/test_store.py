@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from jellyfish.source.records import stage_record
 from ledger.engine import get_engine
 from ledger.errors import CursorMovedError
+from ledger.reports import target_status
 from ledger.schema import (
     OUTCOME_DEAD,
     OUTCOME_DELIVERED,
@@ -27,7 +28,6 @@ from ledger.store import (
     load_cursor,
     record_attempts,
     stage_page,
-    target_status,
 )
 from ledger.types import AttemptResult, DueDelivery
 
@@ -135,7 +135,9 @@ def test_stage_page_changed_record_supersedes_pending_older_version(
     with Session(engine) as session:
         owed = session.execute(
             select(deliveries.c.status, record_versions.c.payload)
-            .join(record_versions, record_versions.c.id == deliveries.c.record_version_id)
+            .join(
+                record_versions, record_versions.c.id == deliveries.c.record_version_id
+            )
             .where(deliveries.c.job == job_name)
             .order_by(deliveries.c.id)
         ).all()
@@ -317,15 +319,21 @@ def test_record_attempts_retry_with_newer_version_is_superseded(
         record_attempts(
             session,
             owner="w1",
-            results=[_result(old, OUTCOME_RETRY, error="HTTP 500", next_attempt_at=NOW)],
+            results=[
+                _result(old, OUTCOME_RETRY, error="HTTP 500", next_attempt_at=NOW)
+            ],
         )
 
     with Session(engine) as session:
-        statuses = session.execute(
-            select(deliveries.c.status)
-            .where(deliveries.c.job == job_name)
-            .order_by(deliveries.c.id)
-        ).scalars().all()
+        statuses = (
+            session.execute(
+                select(deliveries.c.status)
+                .where(deliveries.c.job == job_name)
+                .order_by(deliveries.c.id)
+            )
+            .scalars()
+            .all()
+        )
     assert statuses == ["superseded", "pending"]
 
 
@@ -339,7 +347,9 @@ def test_forget_job_removes_every_row_of_that_job_only(
             _stage(session, job, _versions({"id": 1}), None, "c")
         with Session(engine) as session, session.begin():
             (due,) = _claim(session, job)
-            record_attempts(session, owner="w1", results=[_result(due, OUTCOME_DELIVERED)])
+            record_attempts(
+                session, owner="w1", results=[_result(due, OUTCOME_DELIVERED)]
+            )
 
     with Session(engine) as session, session.begin():
         forget_job(session, job_name)
