@@ -323,6 +323,7 @@ def claim_due(
             content_hash=versions[row.record_version_id].content_hash,
             payload=versions[row.record_version_id].payload,
             attempts_before=row.attempts,
+            record_version_id=row.record_version_id,
         )
         for row in sorted(claimed, key=lambda r: r.id)
     ]

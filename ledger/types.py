@@ -32,6 +32,8 @@ class DueDelivery:
     content_hash: str
     payload: str
     attempts_before: int
+    # Increases with every new version of any key, so a target can check order.
+    record_version_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
