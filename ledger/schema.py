@@ -40,6 +40,9 @@ STATUSES = (PENDING, DELIVERED, DEAD, SUPERSEDED)
 OUTCOME_DELIVERED = "delivered"
 OUTCOME_RETRY = "retry"
 OUTCOME_DEAD = "dead"
+# The push may or may not have reached the target: a timeout, a connection
+# cut after sending, or a worker that died holding the lease.
+OUTCOME_UNKNOWN = "unknown"
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):

@@ -34,6 +34,7 @@ from ledger.schema import (
     OUTCOME_DEAD,
     OUTCOME_DELIVERED,
     OUTCOME_RETRY,
+    OUTCOME_UNKNOWN,
     PENDING,
     SUPERSEDED,
     attempts,
@@ -329,6 +330,65 @@ def claim_due(
     ]
 
 
+@translated("recover expired leases")
+def recover_expired_leases(
+    session: Session, *, job: str, target: str, partition: int, partitions: int
+) -> int:
+    """Free deliveries whose worker died holding them, counting an attempt each.
+
+    Nobody knows whether that worker's push reached the target, so each one
+    gets an attempt with outcome "unknown"; the delivery is due again at once
+    and keeps its idempotency key.
+    """
+    now = _utcnow()
+    d = deliveries
+    expired = (
+        select(d.c.id)
+        .where(
+            d.c.job == job,
+            d.c.target == target,
+            d.c.status == PENDING,
+            d.c.lease_owner.is_not(None),
+            d.c.lease_expires_at < now,
+            (d.c.key_hash % partitions) == partition,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    error = "the worker's lease expired before it recorded an outcome"
+    # Updating first makes the recovery count once even when two workers race.
+    freed = session.execute(
+        update(d)
+        .where(d.c.id.in_(expired.scalar_subquery()), d.c.lease_owner.is_not(None))
+        .values(
+            attempts=d.c.attempts + 1,
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error=error,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+        .returning(d.c.id, d.c.attempts)
+    ).all()
+    if freed:
+        session.execute(
+            insert(attempts),
+            [
+                {
+                    "delivery_id": row.id,
+                    "attempt_no": row.attempts,
+                    "started_at": now,
+                    "duration_ms": 0.0,
+                    "http_status": None,
+                    "outcome": OUTCOME_UNKNOWN,
+                    "error": error,
+                    "response_excerpt": None,
+                }
+                for row in freed
+            ],
+        )
+    return len(freed)
+
+
 @translated("record attempts")
 def record_attempts(
     session: Session, *, owner: str, results: Sequence[AttemptResult]
@@ -391,7 +451,7 @@ def _set_unfinished(
             "b_error": r.error,
         }
         for r in results
-        if r.outcome in (OUTCOME_RETRY, OUTCOME_DEAD)
+        if r.outcome in (OUTCOME_RETRY, OUTCOME_UNKNOWN, OUTCOME_DEAD)
     ]
     if not rows:
         return
@@ -411,7 +471,9 @@ def _set_unfinished(
         rows,
     )
     # A retry must not overtake a newer version of the same key later on.
-    retried = [r.delivery_id for r in results if r.outcome == OUTCOME_RETRY]
+    retried = [
+        r.delivery_id for r in results if r.outcome in (OUTCOME_RETRY, OUTCOME_UNKNOWN)
+    ]
     if retried:
         newer = aliased(deliveries)
         session.execute(

@@ -18,7 +18,7 @@ from jellyfish.job import Job, TargetSpec
 from jellyfish.target.client import TargetClient
 from ledger.engine import get_engine
 from ledger.schema import OUTCOME_DEAD, OUTCOME_DELIVERED, OUTCOME_RETRY
-from ledger.store import claim_due, record_attempts, release_leases
+from ledger.store import claim_due, record_attempts, recover_expired_leases
 
 
 @dataclass(frozen=True)
@@ -76,53 +76,67 @@ async def _push_until_idle(
     owner = lease_owner()
     totals: Counter[str] = Counter()
     batches = 0
-    try:
-        async with TargetClient.open_http(spec) as http:
-            client = TargetClient(job.name, spec, http)
-            while True:
-                with Session(engine) as session, session.begin():
-                    due = claim_due(
-                        session,
-                        job=job.name,
-                        target=spec.name,
-                        partition=partition,
-                        partitions=job.delivery.partitions,
-                        owner=owner,
-                        limit=job.delivery.claim_size,
-                        lease_s=job.delivery.lease_s,
-                    )
-                if not due:
-                    break
-                results = await client.push(due)
-                with Session(engine) as session, session.begin():
-                    record_attempts(session, owner=owner, results=results)
-                batches += 1
-                counts = Counter(r.outcome for r in results)
-                totals.update(counts)
-                logger.info(
-                    "job=%s target=%s partition=%d batch=%d deliveries=%d "
-                    "delivered=%d retry=%d dead=%d",
+    with Session(engine) as session, session.begin():
+        recovered = recover_expired_leases(
+            session,
+            job=job.name,
+            target=spec.name,
+            partition=partition,
+            partitions=job.delivery.partitions,
+        )
+    if recovered:
+        logger.warning(
+            "job=%s target=%s recovered=%d deliveries whose worker died "
+            "holding them; their outcome is unknown and they are due again",
+            job.name,
+            spec.name,
+            recovered,
+        )
+    # No lease is released on an error: a batch may have been sent already, so
+    # its leases run out and the next pass records its outcome as unknown.
+    async with TargetClient.open_http(spec) as http:
+        client = TargetClient(job.name, spec, http)
+        while True:
+            with Session(engine) as session, session.begin():
+                due = claim_due(
+                    session,
+                    job=job.name,
+                    target=spec.name,
+                    partition=partition,
+                    partitions=job.delivery.partitions,
+                    owner=owner,
+                    limit=job.delivery.claim_size,
+                    lease_s=job.delivery.lease_s,
+                )
+            if not due:
+                break
+            results = await client.push(due)
+            with Session(engine) as session, session.begin():
+                record_attempts(session, owner=owner, results=results)
+            batches += 1
+            counts = Counter(r.outcome for r in results)
+            totals.update(counts)
+            logger.info(
+                "job=%s target=%s partition=%d batch=%d deliveries=%d "
+                "delivered=%d retry=%d dead=%d",
+                job.name,
+                spec.name,
+                partition,
+                batches,
+                len(results),
+                counts[OUTCOME_DELIVERED],
+                counts[OUTCOME_RETRY],
+                counts[OUTCOME_DEAD],
+            )
+            if counts[OUTCOME_DEAD]:
+                first = next(r for r in results if r.outcome == OUTCOME_DEAD)
+                logger.error(
+                    "job=%s target=%s dead_letters=%d first_reason=%s",
                     job.name,
                     spec.name,
-                    partition,
-                    batches,
-                    len(results),
-                    counts[OUTCOME_DELIVERED],
-                    counts[OUTCOME_RETRY],
                     counts[OUTCOME_DEAD],
+                    first.error,
                 )
-                if counts[OUTCOME_DEAD]:
-                    first = next(r for r in results if r.outcome == OUTCOME_DEAD)
-                    logger.error(
-                        "job=%s target=%s dead_letters=%d first_reason=%s",
-                        job.name,
-                        spec.name,
-                        counts[OUTCOME_DEAD],
-                        first.error,
-                    )
-    finally:
-        with Session(engine) as session, session.begin():
-            release_leases(session, owner=owner)
     return PushPass(
         spec.name,
         partition,

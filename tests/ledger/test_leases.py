@@ -1,0 +1,99 @@
+"""Leases of a worker that died: recovered once, with an attempt of unknown outcome."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from jellyfish.source.records import stage_record
+from ledger.engine import get_engine
+from ledger.schema import attempts, deliveries
+from ledger.store import claim_due, recover_expired_leases, stage_page
+
+
+def _claim(session: Session, job: str, owner: str, lease_s: float) -> list:
+    return claim_due(
+        session,
+        job=job,
+        target="t1",
+        partition=0,
+        partitions=1,
+        owner=owner,
+        limit=10,
+        lease_s=lease_s,
+    )
+
+
+def _recover(session: Session, job: str) -> int:
+    return recover_expired_leases(
+        session, job=job, target="t1", partition=0, partitions=1
+    )
+
+
+def test_recover_expired_leases_dead_worker_counts_unknown_attempt(
+    ledger_url: str, job_name: str
+) -> None:
+    engine = get_engine(ledger_url)
+    with Session(engine) as session, session.begin():
+        stage_page(
+            session,
+            job=job_name,
+            shard="s1",
+            versions=[stage_record({"id": i}, ["id"]) for i in (1, 2)],
+            fetched=2,
+            cursor_before=None,
+            cursor_after="c",
+            targets=["t1"],
+        )
+    with Session(engine) as session, session.begin():
+        claimed = _claim(session, job_name, "dead-worker", lease_s=0.01)
+    time.sleep(0.05)
+
+    with Session(engine) as session, session.begin():
+        first = _recover(session, job_name)
+    with Session(engine) as session, session.begin():
+        second = _recover(session, job_name)
+    with Session(engine) as session, session.begin():
+        reclaimed = _claim(session, job_name, "new-worker", lease_s=60)
+
+    with Session(engine) as session:
+        kept = session.execute(
+            select(attempts.c.attempt_no, attempts.c.outcome)
+            .join(deliveries, deliveries.c.id == attempts.c.delivery_id)
+            .where(deliveries.c.job == job_name)
+            .order_by(attempts.c.delivery_id)
+        ).all()
+    assert (len(claimed), first, second) == (2, 2, 0)
+    assert [tuple(row) for row in kept] == [(1, "unknown"), (1, "unknown")]
+    assert [d.attempts_before for d in reclaimed] == [1, 1]
+    assert [d.delivery_id for d in reclaimed] == [d.delivery_id for d in claimed]
+
+
+def test_recover_expired_leases_live_lease_is_left_alone(
+    ledger_url: str, job_name: str
+) -> None:
+    engine = get_engine(ledger_url)
+    with Session(engine) as session, session.begin():
+        stage_page(
+            session,
+            job=job_name,
+            shard="s1",
+            versions=[stage_record({"id": 1}, ["id"])],
+            fetched=1,
+            cursor_before=None,
+            cursor_after="c",
+            targets=["t1"],
+        )
+    with Session(engine) as session, session.begin():
+        _claim(session, job_name, "live-worker", lease_s=60)
+
+    with Session(engine) as session, session.begin():
+        recovered = _recover(session, job_name)
+
+    with Session(engine) as session:
+        owner = session.execute(
+            select(deliveries.c.lease_owner).where(deliveries.c.job == job_name)
+        ).scalar_one()
+    assert (recovered, owner) == (0, "live-worker")
