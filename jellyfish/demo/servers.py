@@ -7,9 +7,12 @@ receiving records do not compete with the sync for one interpreter lock.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +37,7 @@ _THREAD_START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
 _POLL_INTERVAL_S = 0.05
 _STDERR_TAIL_CHARS = 2000
+_PR_SET_PDEATHSIG = 1
 _LISTENING = re.compile(r"^listening (http://\S+)$")
 
 
@@ -174,6 +178,17 @@ def start_demo_servers(
         yield servers
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to stop the child when its parent dies, even by SIGKILL.
+
+    Without this, a demo killed from outside leaves its servers running.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class _ServerProcess:
     """One ``python -m jellyfish.demo.serve`` child, its output kept in files."""
 
@@ -202,7 +217,13 @@ class _ServerProcess:
             open(log_dir / f"{app}.stdout", "wb") as stdout,
             open(log_dir / f"{app}.stderr", "wb") as stderr,
         ):
-            process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
+            process = subprocess.Popen(
+                command,
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
         child = cls(app, process, log_dir)
         try:
             yield child
