@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,16 +21,18 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# Piped output (logs, CI) is not cut to 80 columns like a terminal's would be.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 JobFile = Annotated[Path, typer.Argument(help="The job's YAML file.")]
 LedgerOption = Annotated[
     str | None,
     typer.Option(
         "--ledger",
-        help="Ledger URL (postgresql://... or sqlite:///...). "
-        "Default: $JELLYFISH_LEDGER_URL, else .jellyfish/ledger.db.",
+        help="Ledger URL (postgresql://... or sqlite:///...), or block:NAME of a "
+        "LedgerConnection block. Default: $JELLYFISH_LEDGER_URL, else "
+        ".jellyfish/ledger.db in the current directory.",
         show_default=False,
     ),
 ]
@@ -121,6 +124,55 @@ def status(
             f"job {job.name}: {report['versions']} record versions", report["targets"]
         )
     )
+
+
+@app.command()
+def serve(
+    job_file: JobFile,
+    ledger: LedgerOption = None,
+    interval_s: Annotated[
+        float, typer.Option(min=0.01, help="Seconds between two polls of a shard.")
+    ] = 1.0,
+    window_s: Annotated[
+        float, typer.Option(min=1, help="Seconds of each flow run (window).")
+    ] = 300.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a job continuously until SIGTERM or SIGINT (Ctrl-C).
+
+    Each shard is polled every --interval-s; records are pushed as soon as
+    they are staged. One flow run serves one window of --window-s, and
+    windows follow each other. A stop finishes the batch in hand and hands
+    back the leases. Exit code 0 after a stop, 1 when a window crashed, 2 for
+    an invalid job file.
+    """
+    job = _load(job_file)
+    from flows.serve_job import WindowOutcome, serve_until_stopped
+
+    def show(window: WindowOutcome) -> None:
+        if as_json:
+            payload = {
+                "job": job.name,
+                "window": window.number,
+                "state": window.state,
+                "message": window.message,
+                "seconds": round(window.summary.seconds, 3),
+                "stopped": window.summary.is_stopped,
+                "rows": [asdict(row) for row in window.summary.rows],
+            }
+            out.print_json(json.dumps(payload))
+            return
+        out.print(
+            f"window {window.number} {window.state}: {window.summary.headline()}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    try:
+        serve_until_stopped(job_file, ledger, interval_s, window_s, show)
+    except JellyFishError as exc:
+        raise _fail(exc) from exc
 
 
 @app.command()

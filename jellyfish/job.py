@@ -166,7 +166,8 @@ def _parse_cursor_field(value: Any) -> Any:
 
 
 def _apply_source_preset(data: dict[str, Any]) -> dict[str, Any]:
-    """Fill in the original Data JellyFish source contract (see DESIGN.md)."""
+    """Fill in the original Data JellyFish source contract: POST the last
+    ``offset`` and ``id``, read ``{"code": "0", "data": [...]}``."""
     cursor = [_parse_cursor_field(c) for c in data.get("cursor") or []]
     key = data.get("key") or []
     offset_field = cursor[0]["name"] if cursor else "updated_at"
@@ -211,6 +212,18 @@ class SourceSpec(_Model):
         default_factory=lambda: [ShardSpec(name="all")], min_length=1
     )
     timeout_s: float = Field(30.0, gt=0)
+    max_record_bytes: int = Field(
+        1_000_000,
+        ge=1,
+        description="Largest record, as canonical UTF-8 JSON, that is staged; a "
+        "larger one is kept in the ledger as rejected, with its reason.",
+    )
+    lookback_s: float = Field(
+        0.0,
+        ge=0,
+        description="Each pass re-reads this far behind the high-water mark, so "
+        "records written late with an older timestamp are still staged.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -242,10 +255,29 @@ class SourceSpec(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _lookback_needs_timestamp(self) -> SourceSpec:
+        if self.lookback_s == 0:
+            return self
+        first = self.cursor[0] if self.cursor else None
+        if self.mode != "incremental" or first is None or first.type != "timestamp":
+            shown = None if first is None else f"{first.name}:{first.type}"
+            raise ValueError(
+                "lookback_s needs an incremental source whose first cursor field "
+                f"is a timestamp; mode is {self.mode!r}, first cursor field {shown!r}"
+            )
+        return self
+
 
 class FixedRetry(_Model):
     kind: Literal["fixed"]
     interval_s: float = Field(30.0, ge=0)
+    max_s: float = Field(
+        3600.0,
+        ge=0,
+        description="Longest wait a target's Retry-After may ask for; the "
+        "interval itself is never cut to it.",
+    )
     max_attempts: int = Field(5, ge=1)
 
 
@@ -253,12 +285,29 @@ class ExponentialRetry(_Model):
     kind: Literal["exponential"]
     initial_s: float = Field(1.0, ge=0)
     multiplier: float = Field(2.0, ge=1)
-    max_s: float = Field(300.0, ge=0)
+    max_s: float = Field(300.0, ge=0, description="Longest wait, Retry-After included.")
     jitter: float = Field(0.2, ge=0, le=1, description="Fraction of the wait.")
     max_attempts: int = Field(10, ge=1)
 
 
 RetryPolicy = Annotated[FixedRetry | ExponentialRetry, Field(discriminator="kind")]
+
+
+class ItemResults(_Model):
+    """Where a batch's 2xx answer says, item by item, what the target stored.
+
+    The list holds one entry per record, in the order they were sent, e.g.
+    ``{"results": [{"ok": true}, {"ok": false, "error": "stale"}]}``.
+    """
+
+    path: str = Field(
+        "results", description="Dotted path of the list in the answer; '': all of it."
+    )
+    ok_field: str = Field("ok", description="Dotted path in an entry of its verdict.")
+    ok_equals: Scalar = Field(True, description="The verdict that means stored.")
+    error_field: str | None = Field(
+        "error", description="Dotted path in an entry of the reason it was refused."
+    )
 
 
 class TargetSpec(_Model):
@@ -284,6 +333,16 @@ class TargetSpec(_Model):
     retry: RetryPolicy = Field(
         default_factory=lambda: ExponentialRetry(kind="exponential")
     )
+    item_results: ItemResults | None = Field(
+        None,
+        description="Read per-record results from a batch's answer and retry only "
+        "the refused records; None: the answer's status covers the whole batch.",
+    )
+    signing_secret: SecretRef | None = Field(
+        None,
+        description="Sign each request body with HMAC-SHA256 under this secret "
+        "(X-JellyFish-Timestamp, X-JellyFish-Signature headers).",
+    )
 
     _name = field_validator("name")(_check_name)
 
@@ -294,6 +353,15 @@ class TargetSpec(_Model):
             data = {**data}
             data.setdefault("success", {"field": "code", "equals": "0"})
         return data
+
+    @model_validator(mode="after")
+    def _items_need_batches(self) -> TargetSpec:
+        if self.item_results is not None and self.batch_size == 1:
+            raise ValueError(
+                "item_results needs batch_size above 1: a single record is sent "
+                "as one JSON object, and its answer's status already covers it"
+            )
+        return self
 
 
 class DeliverySpec(_Model):

@@ -19,6 +19,7 @@ from jellyfish.progress import ledger_progress
 from ledger.engine import LEDGER_ENV, get_engine, ledger_url
 from ledger.errors import JellyFishError
 from ledger.reports import count_versions, target_status
+from ledger.types import TargetStatus
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def job_status(job: Job, ledger: str | None) -> dict[str, Any]:
     rows = []
     for target in job.targets:
         status = targets.get(target.name)
-        row: dict[str, Any] = asdict(status) if status else {"target": target.name}
+        empty = TargetStatus(target.name, 0, 0, 0, 0, 0, 0, None)
+        row: dict[str, Any] = asdict(status or empty)
         oldest = status.oldest_pending_at if status else None
         row.pop("oldest_pending_at", None)
         row["oldest_pending_age_s"] = (

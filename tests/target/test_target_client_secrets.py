@@ -1,4 +1,4 @@
-"""Secrets a target echoes back never reach an attempt result (DESIGN.md promise 8)."""
+"""Secrets a target echoes back never reach an attempt result (promise 8)."""
 
 from __future__ import annotations
 
