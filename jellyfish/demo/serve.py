@@ -7,12 +7,15 @@ Examples::
 
     python -m jellyfish.demo.serve source --records 1000 --port 8001
     python -m jellyfish.demo.serve target --port 0
+    JF_SIGNING_SECRET=... python -m jellyfish.demo.serve target \
+        --signing-secret-env JF_SIGNING_SECRET
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -67,15 +70,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     target.add_argument(
         "--key-field", default="id", help="the field that identifies a record"
     )
+    target.add_argument(
+        "--signing-secret-env",
+        metavar="NAME",
+        default=None,
+        help="answer 401 to requests without a valid HMAC signature under the "
+        "secret in environment variable NAME (the secret is never printed)",
+    )
     for sub in (source, target):
         sub.add_argument("--host", default="127.0.0.1", help="IPv4 address to bind")
         sub.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)
+    signing_secret = None
+    if args.app == "target" and args.signing_secret_env is not None:
+        signing_secret = os.environ.get(args.signing_secret_env)
+        if not signing_secret:
+            parser.error(
+                f"environment variable {args.signing_secret_env} is not set or "
+                "empty; export the signing secret in it"
+            )
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    app = _build_app(args)
+    app = _build_app(args, signing_secret)
     sock = bind_socket(args.host, args.port)
     port = sock.getsockname()[1]
     print(f"listening http://{args.host}:{port}", flush=True)
@@ -86,11 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _build_app(args: argparse.Namespace) -> Starlette:
+def _build_app(args: argparse.Namespace, signing_secret: str | None) -> Starlette:
     """Build the app named on the command line; only the source loads flights."""
     if args.app == "source":
         return build_source_app(load_flights(args.records))
-    return build_target_app(args.key_field)
+    return build_target_app(args.key_field, signing_secret)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,20 @@
 One record goes as the JSON body, or ``batch_size`` records go as a JSON
 array (optionally under ``batch_key``). Every request carries an
 ``Idempotency-Key`` that is the same on each attempt of the same record
-version (or the same batch) to the same target.
+version (or the same batch) to the same target, the record version id(s) so
+the target can check order, and, with a ``signing_secret``, an HMAC signature
+of the exact body bytes (see ``jellyfish.target.headers``).
 
-    success:        2xx, and the success rule holds (e.g. {"code": "0"})
+    success:        2xx, and the success rule holds (e.g. {"code": "0"});
+                    with ``item_results``, only the records the answer
+                    reports as stored
     retry later:    timeouts, connection errors, 5xx, transient 4xx,
-                    a 2xx whose body fails the success rule
+                    a 2xx whose body fails the success rule or the item
+                    results (the whole batch, or just the refused records)
     dead at once:   any other 4xx
+
+A retried answer's ``Retry-After`` can lengthen the policy's wait, up to the
+policy's ``max_s``; it never shortens it.
 """
 
 from __future__ import annotations
@@ -26,10 +34,15 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from jellyfish.job import TargetSpec
-from jellyfish.secrets import auth_headers, redact_text, secret_values
+from jellyfish.job import ItemResults, TargetSpec
+from jellyfish.secrets import auth_headers, redact_text, resolve, secret_values
 from jellyfish.source.paginators import lookup
-from jellyfish.target.policy import is_exhausted, retry_delay_s
+from jellyfish.target import headers
+from jellyfish.target.items import ItemResultsShapeError, read_item_results
+from jellyfish.target.policy import is_exhausted, retry_wait_s
+from jellyfish.target.retry_after import parse_retry_after
+from jellyfish.target.signing import signature_headers
+from ledger.errors import SecretNotFoundError
 from ledger.schema import OUTCOME_DEAD, OUTCOME_DELIVERED, OUTCOME_RETRY
 from ledger.types import AttemptResult, DueDelivery
 
@@ -43,6 +56,16 @@ class _Verdict:
     http_status: int | None = None
     error: str | None = None
     excerpt: str | None = None
+    # The target's Retry-After as seconds from the attempt's start.
+    asked_wait_s: float | None = None
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A Retry-After the client understood: the wait and the note for errors."""
+
+    wait_s: float
+    note: str
 
 
 def idempotency_key(job: str, target: str, record_key: str, content_hash: str) -> str:
@@ -63,7 +86,31 @@ class TargetClient:
             **spec.headers,
             **auth_headers(spec.auth),
         }
+        self._signing_secret = self._resolve_signing_secret()
         self._secrets = secret_values(spec.auth)
+        if self._signing_secret is not None:
+            self._secrets.append(self._signing_secret)
+
+    def _resolve_signing_secret(self) -> str | None:
+        """The signing secret's value; ``None`` when requests go unsigned.
+
+        Raises:
+            SecretNotFoundError: The secret is missing, or empty: an empty
+                key would sign requests that anyone can forge.
+        """
+        ref = self._spec.signing_secret
+        if ref is None:
+            return None
+        secret = resolve(ref)
+        if not secret:
+            where = (
+                f"environment variable {ref.env}" if ref.env else f"block {ref.block!r}"
+            )
+            raise SecretNotFoundError(
+                f"job {self._job!r} target {self._spec.name!r}: the signing secret "
+                f"in {where} is empty; set it to a long random value"
+            )
+        return secret
 
     @classmethod
     def open_http(cls, spec: TargetSpec) -> httpx.AsyncClient:
@@ -99,6 +146,24 @@ class TargetClient:
             return array
         return "{" + json.dumps(self._spec.batch_key) + ":" + array + "}"
 
+    def _request_headers(self, group: list[DueDelivery], body: bytes) -> dict[str, str]:
+        """Headers for one request: configured ones, then what identifies it."""
+        request_headers = {**self._headers, headers.IDEMPOTENCY_KEY: self._key(group)}
+        if self._spec.batch_size == 1:
+            request_headers[headers.RECORD_VERSION] = str(group[0].record_version_id)
+        else:
+            request_headers[headers.RECORD_VERSIONS] = ",".join(
+                str(d.record_version_id) for d in group
+            )
+        if self._signing_secret is not None:
+            # Each attempt signs with its own time, so a retry hours later
+            # still falls inside the receiver's tolerance window.
+            timestamp = int(time.time())
+            request_headers.update(
+                signature_headers(self._signing_secret, timestamp, body)
+            )
+        return request_headers
+
     def _key(self, group: list[DueDelivery]) -> str:
         keys = [
             idempotency_key(self._job, self._spec.name, d.record_key, d.content_hash)
@@ -111,25 +176,27 @@ class TargetClient:
     async def _send(self, group: list[DueDelivery]) -> list[AttemptResult]:
         started_at = dt.datetime.now(dt.UTC)
         clock = time.perf_counter()
-        headers = {**self._headers, "Idempotency-Key": self._key(group)}
+        body = self._body(group).encode()
         try:
             response = await self._http.request(
                 self._spec.method,
                 self._spec.url,
-                content=self._body(group).encode(),
-                headers=headers,
+                content=body,
+                headers=self._request_headers(group, body),
             )
-            verdict = self._judge(response)
+            verdicts = self._judge(response, len(group), started_at)
         except httpx.HTTPError as exc:
-            verdict = self._transport_failure(exc)
+            verdicts = [self._transport_failure(exc)] * len(group)
         except aiohttp.ClientError as exc:
             # httpx_aiohttp lets some aiohttp errors through unmapped, such as
             # ClientResponseError for a malformed status line.
-            verdict = _Verdict(
-                OUTCOME_RETRY, error=f"invalid HTTP answer ({type(exc).__name__})"
-            )
+            error = f"invalid HTTP answer ({type(exc).__name__})"
+            verdicts = [_Verdict(OUTCOME_RETRY, error=error)] * len(group)
         duration_ms = (time.perf_counter() - clock) * 1000
-        return [self._result(d, verdict, started_at, duration_ms) for d in group]
+        return [
+            self._result(d, verdict, started_at, duration_ms)
+            for d, verdict in zip(group, verdicts, strict=True)
+        ]
 
     def _transport_failure(self, exc: httpx.HTTPError) -> _Verdict:
         """Tell a timeout from a failed connection."""
@@ -147,21 +214,75 @@ class TargetClient:
             )
         return _Verdict(OUTCOME_RETRY, error=f"connection failed ({name})")
 
-    def _judge(self, response: httpx.Response) -> _Verdict:
+    def _judge(
+        self, response: httpx.Response, count: int, started_at: dt.datetime
+    ) -> list[_Verdict]:
+        """One verdict per record of the request, in the order sent."""
         status = response.status_code
+        asked = self._asked_wait(response, started_at)
         if 200 <= status < 300:
             failure = self._success_failure(response)
-            if failure is None:
-                return _Verdict(OUTCOME_DELIVERED, status)
-            return _Verdict(OUTCOME_RETRY, status, failure, self._excerpt(response))
+            if failure is not None:
+                excerpt = self._excerpt(response)
+                return [_retry(status, failure, excerpt, asked)] * count
+            rule = self._spec.item_results
+            if rule is None:
+                return [_Verdict(OUTCOME_DELIVERED, status)] * count
+            return self._item_verdicts(response, rule, count, asked)
         transient = status >= 500 or status in self._spec.transient_statuses
         if transient or status < 400:
-            return _Verdict(
-                OUTCOME_RETRY, status, f"HTTP {status}", self._excerpt(response)
-            )
-        return _Verdict(
+            excerpt = self._excerpt(response)
+            return [_retry(status, f"HTTP {status}", excerpt, asked)] * count
+        verdict = _Verdict(
             OUTCOME_DEAD, status, f"HTTP {status} (permanent)", self._excerpt(response)
         )
+        return [verdict] * count
+
+    def _asked_wait(
+        self, response: httpx.Response, started_at: dt.datetime
+    ) -> _Asked | None:
+        """The answer's Retry-After as a wait from ``started_at``, if understood."""
+        value = response.headers.get("retry-after")
+        if value is None:
+            return None
+        answered_at = dt.datetime.now(dt.UTC)
+        asked = parse_retry_after(value, answered_at)
+        if asked is None:
+            return None
+        # Seconds count from the answer (RFC 9110); the ledger's wait counts
+        # from the attempt's start, so the request's own time is added.
+        wait_s = (answered_at - started_at).total_seconds() + asked.wait_s
+        note = f"Retry-After {asked.text}"
+        cap_s = self._spec.retry.max_s
+        if asked.wait_s > cap_s:
+            note += f", capped at {cap_s:g} s"
+        return _Asked(wait_s, note)
+
+    def _item_verdicts(
+        self,
+        response: httpx.Response,
+        rule: ItemResults,
+        count: int,
+        asked: _Asked | None,
+    ) -> list[_Verdict]:
+        """Deliver the records the answer reports stored; retry the others."""
+        status = response.status_code
+        try:
+            answer: Any = response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content-type")
+            error = f"expected a JSON answer with item results, got {kind}"
+            return [_retry(status, error, self._excerpt(response), asked)] * count
+        try:
+            items = read_item_results(answer, rule, count)
+        except ItemResultsShapeError as exc:
+            return [_retry(status, str(exc), self._excerpt(response), asked)] * count
+        return [
+            _Verdict(OUTCOME_DELIVERED, status)
+            if item.is_stored
+            else _retry(status, item.error, self._redacted(item.entry), asked)
+            for item in items
+        ]
 
     def _success_failure(self, response: httpx.Response) -> str | None:
         rule = self._spec.success
@@ -178,8 +299,13 @@ class TargetClient:
         return None
 
     def _excerpt(self, response: httpx.Response) -> str:
+        return self._redacted(response.text) or ""
+
+    def _redacted(self, text: str | None) -> str | None:
         # Redact before cutting: a secret across the cut would leak its start.
-        return redact_text(response.text, self._secrets)[:EXCERPT_CHARS]
+        if text is None:
+            return None
+        return redact_text(text, self._secrets)[:EXCERPT_CHARS]
 
     def _result(
         self,
@@ -196,8 +322,8 @@ class TargetClient:
                 outcome = OUTCOME_DEAD
                 error = f"gave up after {attempt_no} attempts; last: {error}"
             else:
-                delay_s = retry_delay_s(policy, attempt_no)
-                next_at = started_at + dt.timedelta(seconds=delay_s)
+                wait_s = retry_wait_s(policy, attempt_no, verdict.asked_wait_s)
+                next_at = started_at + dt.timedelta(seconds=wait_s)
         return AttemptResult(
             delivery_id=delivery.delivery_id,
             attempt_no=attempt_no,
@@ -211,3 +337,14 @@ class TargetClient:
             response_excerpt=verdict.excerpt,
             next_attempt_at=next_at,
         )
+
+
+def _retry(
+    status: int, error: str | None, excerpt: str | None, asked: _Asked | None
+) -> _Verdict:
+    """A retry verdict for an answer, carrying its Retry-After if understood."""
+    if asked is None:
+        return _Verdict(OUTCOME_RETRY, status, error, excerpt)
+    return _Verdict(
+        OUTCOME_RETRY, status, f"{error}; {asked.note}", excerpt, asked.wait_s
+    )

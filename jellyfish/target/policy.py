@@ -32,3 +32,21 @@ def retry_delay_s(
     base = min(policy.max_s, grown_s)
     spread = (rng or random).uniform(-policy.jitter, policy.jitter)
     return max(0.0, min(policy.max_s, base * (1 + spread)))
+
+
+def retry_wait_s(
+    policy: RetryPolicy,
+    attempt_no: int,
+    asked_s: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """The policy's wait after ``attempt_no``, lengthened to what the target asked.
+
+    A target's ``Retry-After`` (``asked_s``) never shortens the policy's own
+    wait, and is itself cut to the policy's ``max_s``: a target cannot park a
+    delivery for longer than the job allows.
+    """
+    delay_s = retry_delay_s(policy, attempt_no, rng)
+    if asked_s is None:
+        return delay_s
+    return max(delay_s, min(asked_s, policy.max_s))

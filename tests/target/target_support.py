@@ -44,7 +44,10 @@ def flight(number: int) -> dict[str, Any]:
 def due_deliveries(
     count: int, *, first: int = 1, attempts_before: int = 0
 ) -> list[DueDelivery]:
-    """``count`` deliveries of flights ``first``...; delivery ids are 1000 + id."""
+    """``count`` deliveries of flights ``first``...; delivery ids are 1000 + id.
+
+    Record version ids are 5000 + id, so they differ from delivery ids.
+    """
     return [
         DueDelivery(
             delivery_id=1000 + number,
@@ -52,6 +55,7 @@ def due_deliveries(
             content_hash=content_hash(flight(number)),
             payload=json.dumps(flight(number)),
             attempts_before=attempts_before,
+            record_version_id=5000 + number,
         )
         for number in range(first, first + count)
     ]

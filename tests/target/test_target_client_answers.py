@@ -106,30 +106,6 @@ def test_push_custom_transient_statuses_replace_defaults(
 
 
 @pytest.mark.parametrize(
-    ("status", "retry_after"),
-    [
-        pytest.param(429, "3600", id="429-seconds"),
-        pytest.param(503, "Wed, 21 Oct 2099 07:28:00 GMT", id="503-http-date"),
-    ],
-)
-def test_push_retry_after_header_ignored_policy_schedules(
-    status: int, retry_after: str
-) -> None:
-    # The ledger schedules by the target's policy (DESIGN.md promise 7).
-    target = RecordingTarget(
-        Answer(status=status, headers={"Retry-After": retry_after})
-    )
-
-    with serve_in_thread(target.app) as url:
-        [result] = push(
-            target_spec(f"{url}/records", retry=FIXED_30), due_deliveries(1)
-        )
-
-    assert (result.outcome, result.error) == ("retry", f"HTTP {status}")
-    assert result.next_attempt_at == result.started_at + dt.timedelta(seconds=30)
-
-
-@pytest.mark.parametrize(
     ("success", "answer", "outcome", "error"),
     [
         pytest.param(

@@ -107,6 +107,9 @@ def test_push_demo_target_single_records_each_stored_once(
         "distinct_keys": 5,
         "duplicates": 0,
         "faulted": 0,
+        "refused_items": 0,
+        "older_after_newer": 0,
+        "bad_signatures": 0,
     }
 
 
@@ -211,6 +214,9 @@ def test_push_batch_1200_records_size_500_sends_3_requests(
         "distinct_keys": 1200,
         "duplicates": 0,
         "faulted": 0,
+        "refused_items": 0,
+        "older_after_newer": 0,
+        "bad_signatures": 0,
     }
     assert client.get(f"{target_url}/received").json() == {
         str(n): content_hash(flight(n)) for n in range(1, 1201)
@@ -498,4 +504,7 @@ def test_push_demo_target_fault_cleared_next_attempt_delivered(
         "distinct_keys": 1,
         "duplicates": 0,
         "faulted": 1,
+        "refused_items": 0,
+        "older_after_newer": 0,
+        "bad_signatures": 0,
     }

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from jellyfish.job import ExponentialRetry, FixedRetry
-from jellyfish.target.policy import is_exhausted, retry_delay_s
+from jellyfish.target.policy import is_exhausted, retry_delay_s, retry_wait_s
 
 
 def exponential(**fields: Any) -> ExponentialRetry:
@@ -166,3 +166,56 @@ def test_is_exhausted_by_attempt_no_true_from_max_attempts(
     policy: FixedRetry | ExponentialRetry, attempt_no: int, expected: bool
 ) -> None:
     assert is_exhausted(policy, attempt_no) is expected
+
+
+def test_fixed_retry_max_s_default_is_3600() -> None:
+    assert fixed().max_s == 3600.0
+
+
+@pytest.mark.parametrize(
+    ("policy", "attempt_no", "asked_s", "expected_s"),
+    [
+        pytest.param(fixed(interval_s=30), 1, None, 30.0, id="fixed-nothing-asked"),
+        pytest.param(fixed(interval_s=30), 1, 10.0, 30.0, id="fixed-asked-shorter"),
+        pytest.param(fixed(interval_s=30), 1, 120.0, 120.0, id="fixed-asked-longer"),
+        pytest.param(fixed(interval_s=30), 1, 1e6, 3600.0, id="fixed-default-cap"),
+        pytest.param(
+            fixed(interval_s=30, max_s=60), 1, 600.0, 60.0, id="fixed-own-cap"
+        ),
+        pytest.param(
+            fixed(interval_s=120, max_s=60),
+            1,
+            600.0,
+            120.0,
+            id="fixed-interval-above-cap-kept",
+        ),
+        pytest.param(
+            exponential(initial_s=1, jitter=0, max_s=300),
+            3,
+            2.0,
+            4.0,
+            id="exponential-asked-shorter",
+        ),
+        pytest.param(
+            exponential(initial_s=1, jitter=0, max_s=300),
+            3,
+            90.0,
+            90.0,
+            id="exponential-asked-longer",
+        ),
+        pytest.param(
+            exponential(initial_s=1, jitter=0, max_s=300),
+            3,
+            1e9,
+            300.0,
+            id="exponential-capped-at-max-s",
+        ),
+    ],
+)
+def test_retry_wait_s_asked_wait_lengthens_never_shortens_up_to_cap(
+    policy: FixedRetry | ExponentialRetry,
+    attempt_no: int,
+    asked_s: float | None,
+    expected_s: float,
+) -> None:
+    assert retry_wait_s(policy, attempt_no, asked_s, random.Random(1)) == expected_s
