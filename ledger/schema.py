@@ -1,4 +1,4 @@
-"""The ledger's tables: cursors, pages, record versions, deliveries, attempts.
+"""The ledger's tables, from cursors and pages to attempts and rejected records.
 
 Payloads are stored as the canonical JSON text that is pushed to targets, so
 a push sends stored bytes without re-encoding them. On Postgres a notebook can
@@ -178,8 +178,35 @@ class Attempt(Base):
     __table_args__ = (Index(None, "delivery_id"),)
 
 
+# A rejected record keeps the start of its canonical JSON, never all of it.
+REJECTED_EXCERPT_CHARS = 200
+
+
+class Rejection(Base):
+    """A fetched record that was not staged, kept with the reason."""
+
+    __tablename__ = "rejected_records"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(63))
+    shard: Mapped[str] = mapped_column(String(63))
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"))
+    # None when the record was rejected before its key could be read.
+    record_key: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    excerpt: Mapped[str] = mapped_column(String(REJECTED_EXCERPT_CHARS))
+    fetched_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index(None, "job", "fetched_at"),
+        Index(None, "page_id"),
+    )
+
+
 cursors = cast(Table, Cursor.__table__)
 pages = cast(Table, Page.__table__)
 record_versions = cast(Table, RecordVersion.__table__)
 deliveries = cast(Table, Delivery.__table__)
 attempts = cast(Table, Attempt.__table__)
+rejected_records = cast(Table, Rejection.__table__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import (
@@ -36,22 +36,30 @@ from ledger.schema import (
     OUTCOME_RETRY,
     OUTCOME_UNKNOWN,
     PENDING,
+    REJECTED_EXCERPT_CHARS,
     SUPERSEDED,
     attempts,
     cursors,
     deliveries,
     pages,
     record_versions,
+    rejected_records,
 )
 from ledger.types import (
     AttemptResult,
     DueDelivery,
+    RejectedRecord,
     StagedVersion,
     StageResult,
 )
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+
+# SQLite allows 32,766 bound parameters per statement and Postgres 65,535; a
+# page's keys go to the database in slices well below both.
+_CHUNK = 5000
 
 
 def translated(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -131,6 +139,11 @@ def _move_cursor(
         )
 
 
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _latest_hashes(session: Session, job: str, keys: Sequence[str]) -> dict[str, str]:
     rows = session.execute(
         select(
@@ -148,54 +161,30 @@ def _latest_hashes(session: Session, job: str, keys: Sequence[str]) -> dict[str,
     return {key: content_hash for _, key, content_hash in sorted(rows)}
 
 
-@translated("stage a page")
-def stage_page(
-    session: Session,
-    *,
-    job: str,
-    shard: str,
-    versions: Sequence[StagedVersion],
-    fetched: int,
-    cursor_before: str | None,
-    cursor_after: str,
-    targets: Sequence[str],
-) -> StageResult:
-    """Stage one page's new or changed versions and move the shard's cursor.
+def _new_versions(
+    session: Session, job: str, versions: Sequence[StagedVersion]
+) -> tuple[list[StagedVersion], list[str]]:
+    """The page's new or changed versions (last one per key) and the changed keys."""
+    latest_in_page = list({v.key: v for v in versions}.values())
+    new: list[StagedVersion] = []
+    changed_keys: list[str] = []
+    for chunk in _chunks(latest_in_page):
+        known = _latest_hashes(session, job, [v.key for v in chunk])
+        for version in chunk:
+            if known.get(version.key) != version.content_hash:
+                new.append(version)
+                if version.key in known:
+                    changed_keys.append(version.key)
+    return new, changed_keys
 
-    Unchanged re-reads create nothing. A changed key supersedes its older
-    pending deliveries, so a target never gets an old version after a new one.
 
-    Raises:
-        CursorMovedError: another worker moved the cursor; nothing was staged.
-        LedgerError: the database refused the page.
-    """
-    now = _utcnow()
-    _move_cursor(session, job, shard, cursor_before, cursor_after, now)
-
-    latest_in_page = {v.key: v for v in versions}
-    known = _latest_hashes(session, job, list(latest_in_page))
-    new = [v for v in latest_in_page.values() if known.get(v.key) != v.content_hash]
-    changed_keys = [v.key for v in new if v.key in known]
-
-    page_id = session.execute(
-        insert(pages)
-        .values(
-            job=job,
-            shard=shard,
-            fetched_at=now,
-            cursor_before=cursor_before,
-            cursor_after=cursor_after,
-            records_fetched=fetched,
-            versions_staged=len(new),
-        )
-        .returning(pages.c.id)
-    ).scalar_one()
-    if not new:
-        return StageResult(0, 0, 0)
-
+def _supersede(
+    session: Session, job: str, changed_keys: Sequence[str], now: dt.datetime
+) -> int:
+    """Retire older pending deliveries of keys that have a new version."""
     superseded = 0
-    if changed_keys:
-        superseded = _rowcount(
+    for chunk in _chunks(changed_keys):
+        superseded += _rowcount(
             session.execute(
                 update(deliveries)
                 .where(
@@ -208,26 +197,45 @@ def stage_page(
                     ),
                 )
                 .values(status=SUPERSEDED, updated_at=now),
-                {"keys": changed_keys},
+                {"keys": list(chunk)},
             )
         )
+    return superseded
 
-    session.execute(
-        insert(record_versions),
-        [
-            {
-                "job": job,
-                "record_key": v.key,
-                "key_hash": v.key_hash,
-                "content_hash": v.content_hash,
-                "payload": v.payload,
-                "shard": shard,
-                "page_id": page_id,
-                "fetched_at": now,
-            }
-            for v in new
-        ],
-    )
+
+def _insert_versions(
+    session: Session,
+    *,
+    job: str,
+    shard: str,
+    page_id: int,
+    new: Sequence[StagedVersion],
+    now: dt.datetime,
+) -> None:
+    # Chunks keep the parameter rows of a 100,000-record page from piling up.
+    for chunk in _chunks(new):
+        session.execute(
+            insert(record_versions),
+            [
+                {
+                    "job": job,
+                    "record_key": v.key,
+                    "key_hash": v.key_hash,
+                    "content_hash": v.content_hash,
+                    "payload": v.payload,
+                    "shard": shard,
+                    "page_id": page_id,
+                    "fetched_at": now,
+                }
+                for v in chunk
+            ],
+        )
+
+
+def _insert_deliveries(
+    session: Session, page_id: int, targets: Sequence[str], now: dt.datetime
+) -> None:
+    """One pending delivery per target for each version the page staged."""
     rv = record_versions
     for target in targets:
         session.execute(
@@ -260,7 +268,91 @@ def stage_page(
                 .order_by(rv.c.id),
             )
         )
-    return StageResult(len(new), len(new) * len(targets), superseded)
+
+
+def _keep_rejected(
+    session: Session,
+    *,
+    job: str,
+    shard: str,
+    page_id: int,
+    rejected: Sequence[RejectedRecord],
+    now: dt.datetime,
+) -> None:
+    if not rejected:
+        return
+    session.execute(
+        insert(rejected_records),
+        [
+            {
+                "job": job,
+                "shard": shard,
+                "page_id": page_id,
+                "record_key": r.record_key,
+                "reason": r.reason,
+                "size_bytes": r.size_bytes,
+                "excerpt": r.excerpt[:REJECTED_EXCERPT_CHARS],
+                "fetched_at": now,
+            }
+            for r in rejected
+        ],
+    )
+
+
+@translated("stage a page")
+def stage_page(
+    session: Session,
+    *,
+    job: str,
+    shard: str,
+    versions: Sequence[StagedVersion],
+    fetched: int,
+    cursor_before: str | None,
+    cursor_after: str,
+    targets: Sequence[str],
+    rejected: Sequence[RejectedRecord] = (),
+) -> StageResult:
+    """Stage one page's new or changed versions and move the shard's cursor.
+
+    Unchanged re-reads create nothing. A changed key supersedes its older
+    pending deliveries, so a target never gets an old version after a new one.
+    Rejected records are kept with their reason in the same transaction; they
+    get no version and no delivery. Lookups and inserts go by chunks of
+    5,000 keys, so a page of any size fits the dialects' parameter limits.
+
+    Raises:
+        CursorMovedError: another worker moved the cursor; nothing was staged.
+        LedgerError: the database refused the page.
+    """
+    now = _utcnow()
+    _move_cursor(session, job, shard, cursor_before, cursor_after, now)
+
+    new, changed_keys = _new_versions(session, job, versions)
+    page_id = session.execute(
+        insert(pages)
+        .values(
+            job=job,
+            shard=shard,
+            fetched_at=now,
+            cursor_before=cursor_before,
+            cursor_after=cursor_after,
+            records_fetched=fetched,
+            versions_staged=len(new),
+        )
+        .returning(pages.c.id)
+    ).scalar_one()
+    _keep_rejected(
+        session, job=job, shard=shard, page_id=page_id, rejected=rejected, now=now
+    )
+    if not new:
+        return StageResult(0, 0, 0, rejected=len(rejected))
+
+    superseded = _supersede(session, job, changed_keys, now)
+    _insert_versions(session, job=job, shard=shard, page_id=page_id, new=new, now=now)
+    _insert_deliveries(session, page_id, targets, now)
+    return StageResult(
+        len(new), len(new) * len(targets), superseded, rejected=len(rejected)
+    )
 
 
 @translated("claim due deliveries")
@@ -506,8 +598,8 @@ def release_leases(session: Session, *, owner: str) -> int:
 
 @translated("forget a job")
 def forget_job(session: Session, job: str) -> None:
-    """Delete every row of ``job``: attempts, deliveries, versions, pages, cursors."""
+    """Delete every row of ``job``, from attempts and rejected records to cursors."""
     job_deliveries = select(deliveries.c.id).where(deliveries.c.job == job)
     session.execute(delete(attempts).where(attempts.c.delivery_id.in_(job_deliveries)))
-    for table in (deliveries, record_versions, pages, cursors):
+    for table in (deliveries, record_versions, rejected_records, pages, cursors):
         session.execute(delete(table).where(table.c.job == job))

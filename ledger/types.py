@@ -21,6 +21,18 @@ class StageResult:
     versions_staged: int
     deliveries_created: int
     superseded: int
+    rejected: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    """A fetched record the ledger keeps only as a reason, never as a payload."""
+
+    record_key: str | None
+    reason: str
+    size_bytes: int
+    # The start of the canonical JSON, enough to recognise the record by eye.
+    excerpt: str
 
 
 @dataclass(frozen=True, slots=True)

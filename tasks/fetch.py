@@ -73,6 +73,7 @@ def fetch_and_stage_shard(job: Job, shard: str, ledger_url: str) -> ShardPass:
                     cursor_before=saved,
                     cursor_after=after,
                     targets=targets,
+                    rejected=page.rejected,
                 )
             saved = after
             pages, fetched = pages + 1, fetched + page.fetched

@@ -76,7 +76,12 @@ class KeysetPaginator:
         values = state.position if state.position is not None else state.since
         params: dict[str, Any] = {}
         if values is not None:
-            params = {param: values[i] for param, i in self._index.items()}
+            # None: a look-back reset this field, so the source gets no value.
+            params = {
+                param: values[i]
+                for param, i in self._index.items()
+                if values[i] is not None
+            }
         if self._spec.page_size_param:
             params[self._spec.page_size_param] = self._spec.page_size
         return PageRequest(params=params)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from jellyfish.job import CursorField
-from ledger.types import StagedVersion
+from ledger.schema import REJECTED_EXCERPT_CHARS
+from ledger.types import RejectedRecord, StagedVersion
 
 JsonScalar = str | int | float | bool | None
 
@@ -46,15 +47,46 @@ def record_key(record: dict[str, Any], key_fields: Sequence[str]) -> str:
     return canonical_json(values)
 
 
-def stage_record(record: dict[str, Any], key_fields: Sequence[str]) -> StagedVersion:
-    """Key, hashes and canonical payload of one fetched record."""
-    key = record_key(record, key_fields)
-    payload = canonical_json(record)
+def _version(key: str, payload: str, encoded: bytes) -> StagedVersion:
     return StagedVersion(
         key=key,
         key_hash=zlib.crc32(key.encode()) & 0x7FFFFFFF,
-        content_hash=hashlib.sha256(payload.encode()).hexdigest(),
+        content_hash=hashlib.sha256(encoded).hexdigest(),
         payload=payload,
+    )
+
+
+def stage_record(record: dict[str, Any], key_fields: Sequence[str]) -> StagedVersion:
+    """Key, hashes and canonical payload of one fetched record."""
+    payload = canonical_json(record)
+    return _version(record_key(record, key_fields), payload, payload.encode())
+
+
+def stage_or_reject(
+    record: dict[str, Any], key_fields: Sequence[str], max_record_bytes: int
+) -> StagedVersion | RejectedRecord:
+    """The record's version, or its rejection when its canonical JSON is too large.
+
+    A rejection keeps the key when it can be read, the size, and an excerpt of
+    the canonical JSON, never the whole of it.
+
+    Raises:
+        RecordShapeError: a key field of a record within the limit is missing.
+    """
+    payload = canonical_json(record)
+    encoded = payload.encode()
+    if len(encoded) <= max_record_bytes:
+        return _version(record_key(record, key_fields), payload, encoded)
+    try:
+        key: str | None = record_key(record, key_fields)
+    except RecordShapeError:
+        key = None
+    return RejectedRecord(
+        record_key=key,
+        reason=f"canonical JSON is {len(encoded)} bytes, above max_record_bytes "
+        f"{max_record_bytes}",
+        size_bytes=len(encoded),
+        excerpt=payload[:REJECTED_EXCERPT_CHARS],
     )
 
 
@@ -71,6 +103,24 @@ def parse_instant(value: JsonScalar) -> dt.datetime:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC)
+
+
+def shift_instant(value: JsonScalar, seconds: float) -> str:
+    """An ISO-8601 timestamp moved by ``seconds``, written in the same offset.
+
+    "Z" stays "Z" and a naive value stays naive, so the source reads the moved
+    value exactly as it would read one of its own.
+
+    Raises:
+        RecordShapeError: ``value`` is not an ISO-8601 string.
+    """
+    parse_instant(value)  # refuses anything but an ISO-8601 string
+    raw = str(value)
+    moved = dt.datetime.fromisoformat(raw) + dt.timedelta(seconds=seconds)
+    text = moved.isoformat()
+    if raw.endswith(("Z", "z")) and text.endswith("+00:00"):
+        return text.removesuffix("+00:00") + "Z"
+    return text
 
 
 def _comparable(value: JsonScalar, field: CursorField) -> Any:

@@ -21,6 +21,7 @@ from ledger.schema import (
     deliveries,
     pages,
     record_versions,
+    rejected_records,
 )
 from ledger.store import (
     claim_due,
@@ -29,7 +30,7 @@ from ledger.store import (
     record_attempts,
     stage_page,
 )
-from ledger.types import AttemptResult, DueDelivery
+from ledger.types import AttemptResult, DueDelivery, RejectedRecord
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -342,9 +343,20 @@ def test_forget_job_removes_every_row_of_that_job_only(
 ) -> None:
     engine = get_engine(ledger_url)
     other = job_name + "-other"
+    too_big = RejectedRecord("2", "canonical JSON is 9 bytes", 9, '{"id":2}')
     for job in (job_name, other):
         with Session(engine) as session, session.begin():
-            _stage(session, job, _versions({"id": 1}), None, "c")
+            stage_page(
+                session,
+                job=job,
+                shard="s1",
+                versions=_versions({"id": 1}),
+                fetched=2,
+                cursor_before=None,
+                cursor_after="c",
+                targets=["t1"],
+                rejected=[too_big],
+            )
         with Session(engine) as session, session.begin():
             (due,) = _claim(session, job)
             record_attempts(
@@ -355,6 +367,6 @@ def test_forget_job_removes_every_row_of_that_job_only(
         forget_job(session, job_name)
 
     with Session(engine) as session:
-        for table in (cursors, pages, record_versions, deliveries):
+        for table in (cursors, pages, record_versions, deliveries, rejected_records):
             assert _rows(session, table, job_name) == []
             assert len(_rows(session, table, other)) == 1

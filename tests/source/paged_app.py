@@ -9,15 +9,25 @@ so that the newest record by instant is not the newest by text:
     GET  /next-body?size=5&start=5       {"items": [...], "links": {"next": url}}
     GET  /next-link?size=5&start=5       [...], next page in a relative Link header
     GET  /keyset?after_updated_at=..&after_id=..&limit=5   {"items": [...]}
+                                         (``after_id`` missing reads as 0)
     POST /admin/load                     a JSON list replaces the records
     GET  /admin/requests?run=abc         the query of every request tagged ``run``
 
 ``/hostile/...`` routes each misbehave in one way; see ``HOSTILE_ROUTES``.
+
+``/offset`` and ``/keyset`` also take ``group`` (serve only records whose
+``group`` field matches, so each shard of a job reads its own) and
+``misbehave``, applied only to a request that carries a cursor
+(``changed_since`` or ``after_updated_at``), so a pass's first page is sound:
+
+- ``backwards``: the group's oldest record is slipped in as the page's second;
+- ``latin1``: the body is encoded as Latin-1, not UTF-8.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from typing import Any
 
@@ -96,10 +106,24 @@ def _note(request: Request) -> None:
 
 def _records(request: Request) -> list[Record]:
     records: list[Record] = request.app.state.records
-    return records
+    group = request.query_params.get("group")
+    if group is None:
+        return records
+    return [r for r in records if r.get("group") == group]
 
 
-async def _offset(request: Request) -> JSONResponse:
+def _answer(request: Request, page: list[Record]) -> Response:
+    """The page as ``{"items": [...]}``, misbehaving if the request asks so."""
+    carries_cursor = {"changed_since", "after_updated_at"} & set(request.query_params)
+    misbehave = request.query_params.get("misbehave") if carries_cursor else None
+    if misbehave == "backwards":
+        page = [*page[:1], keyset_order(_records(request))[0], *page[1:]]
+    body = json.dumps({"items": page}, ensure_ascii=False, separators=(",", ":"))
+    encoding = "latin-1" if misbehave == "latin1" else "utf-8"
+    return Response(body.encode(encoding), media_type="application/json")
+
+
+async def _offset(request: Request) -> Response:
     """Offset pages; ``changed_since`` keeps records after that instant."""
     _note(request)
     records = _records(request)
@@ -107,7 +131,7 @@ async def _offset(request: Request) -> JSONResponse:
     if since is not None:
         records = [r for r in records if instant(r["updated_at"]) > instant(since)]
     start = _int(request, "offset", 0)
-    return JSONResponse({"items": records[start : start + _int(request, "limit", 5)]})
+    return _answer(request, records[start : start + _int(request, "limit", 5)])
 
 
 async def _pages(request: Request) -> JSONResponse:
@@ -152,13 +176,14 @@ async def _next_link(request: Request) -> JSONResponse:
     return JSONResponse(records[start:end], headers=headers)
 
 
-async def _keyset(request: Request) -> JSONResponse:
+async def _keyset(request: Request) -> Response:
+    _note(request)
     ordered = keyset_order(_records(request))
     after = request.query_params.get("after_updated_at")
     if after is not None:
         mark = (instant(after), _int(request, "after_id", 0))
         ordered = [r for r in ordered if (instant(r["updated_at"]), r["id"]) > mark]
-    return JSONResponse({"items": ordered[: _int(request, "limit", 5)]})
+    return _answer(request, ordered[: _int(request, "limit", 5)])
 
 
 async def _load(request: Request) -> JSONResponse:

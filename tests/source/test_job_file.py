@@ -70,6 +70,33 @@ BAD_JOB_FILES = [
         id="bad-shard-name-characters",
     ),
     pytest.param(
+        VALID.replace(
+            "cursor: [updated_at:timestamp, id:integer]",
+            "cursor: [id:integer, updated_at:timestamp]\n  lookback_s: 60",
+        ),
+        "source: Value error, lookback_s needs an incremental source whose first "
+        "cursor field is a timestamp; mode is 'incremental', first cursor field "
+        "'id:integer'",
+        id="lookback-without-timestamp-cursor",
+    ),
+    pytest.param(
+        VALID.replace("  key: [id]\n", "  key: [id]\n  mode: full\n  lookback_s: 60\n"),
+        "source: Value error, lookback_s needs an incremental source whose first "
+        "cursor field is a timestamp; mode is 'full', first cursor field "
+        "'updated_at:timestamp'",
+        id="lookback-full-mode",
+    ),
+    pytest.param(
+        VALID.replace("  key: [id]\n", "  key: [id]\n  lookback_s: -5\n"),
+        "source.lookback_s: Input should be greater than or equal to 0",
+        id="lookback-negative",
+    ),
+    pytest.param(
+        VALID.replace("  key: [id]\n", "  key: [id]\n  max_record_bytes: 0\n"),
+        "source.max_record_bytes: Input should be greater than or equal to 1",
+        id="max-record-bytes-zero",
+    ),
+    pytest.param(
         "- name: flights\n- name: other\n",
         "expected a mapping with name, source and targets, got list",
         id="not-a-mapping",
@@ -109,6 +136,7 @@ def test_load_job_valid_file_builds_keyset_source(tmp_path: Path) -> None:
     job = load_job(path)
 
     assert job.name == "flights"
+    assert (job.source.max_record_bytes, job.source.lookback_s) == (1_000_000, 0.0)
     assert job.source.pagination == KeysetPagination(
         kind="keyset", params={"after_updated_at": "updated_at", "after_id": "id"}
     )
