@@ -12,13 +12,21 @@ from dataclasses import dataclass
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from jellyfish.job import Job, TargetSpec
 from jellyfish.target.client import TargetClient
 from ledger.engine import get_engine
 from ledger.schema import OUTCOME_DEAD, OUTCOME_DELIVERED, OUTCOME_RETRY
-from ledger.store import claim_due, record_attempts, recover_expired_leases
+from ledger.store import (
+    claim_due,
+    record_attempts,
+    recover_expired_leases,
+    release_leases,
+)
+
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,127 @@ class PushPass:
 def lease_owner() -> str:
     """A name for this push task's leases, unique across machines and runs."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class PartitionPusher:
+    """Claims, pushes and records the due deliveries of one target partition.
+
+    A delivery's key decides its partition, so one pusher sees all versions of
+    a key in order. One pass of ``sync-job`` pushes until nothing is due;
+    continuous mode keeps one pusher (and its HTTP client) for a whole window.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        spec: TargetSpec,
+        partition: int,
+        engine: Engine,
+        client: TargetClient,
+        logger: Logger,
+    ) -> None:
+        self.job = job
+        self.spec = spec
+        self.partition = partition
+        self.owner = lease_owner()
+        self._engine = engine
+        self._client = client
+        self._logger = logger
+        self.batches = 0
+        self.totals: Counter[str] = Counter()
+
+    def recover(self) -> int:
+        """Free the partition's deliveries whose worker died holding them."""
+        with Session(self._engine) as session, session.begin():
+            recovered = recover_expired_leases(
+                session,
+                job=self.job.name,
+                target=self.spec.name,
+                partition=self.partition,
+                partitions=self.job.delivery.partitions,
+            )
+        if recovered:
+            self._logger.warning(
+                "job=%s target=%s recovered=%d deliveries whose worker died "
+                "holding them; their outcome is unknown and they are due again",
+                self.job.name,
+                self.spec.name,
+                recovered,
+            )
+        return recovered
+
+    async def push_batch(self) -> int:
+        """Claim one batch of due deliveries, push it and record every attempt.
+
+        Returns:
+            How many deliveries were pushed; 0 when none was due.
+
+        Raises:
+            LedgerError: the ledger refused a claim or a result; unrecorded
+                attempts come back when their lease expires.
+        """
+        # No lease is released on an error: a batch may have been sent already,
+        # so its leases run out and the next pass records its outcome as unknown.
+        with Session(self._engine) as session, session.begin():
+            due = claim_due(
+                session,
+                job=self.job.name,
+                target=self.spec.name,
+                partition=self.partition,
+                partitions=self.job.delivery.partitions,
+                owner=self.owner,
+                limit=self.job.delivery.claim_size,
+                lease_s=self.job.delivery.lease_s,
+            )
+        if not due:
+            return 0
+        results = await self._client.push(due)
+        with Session(self._engine) as session, session.begin():
+            record_attempts(session, owner=self.owner, results=results)
+        self.batches += 1
+        counts = Counter(r.outcome for r in results)
+        self.totals.update(counts)
+        self._log_batch(len(results), counts)
+        if counts[OUTCOME_DEAD]:
+            first = next(r for r in results if r.outcome == OUTCOME_DEAD)
+            self._logger.error(
+                "job=%s target=%s dead_letters=%d first_reason=%s",
+                self.job.name,
+                self.spec.name,
+                counts[OUTCOME_DEAD],
+                first.error,
+            )
+        return len(results)
+
+    def release(self) -> int:
+        """Hand back every lease this pusher still holds (on a clean stop)."""
+        with Session(self._engine) as session, session.begin():
+            return release_leases(session, owner=self.owner)
+
+    def summary(self) -> PushPass:
+        """Counts of everything this pusher did so far."""
+        return PushPass(
+            self.spec.name,
+            self.partition,
+            self.batches,
+            self.totals[OUTCOME_DELIVERED],
+            self.totals[OUTCOME_RETRY],
+            self.totals[OUTCOME_DEAD],
+        )
+
+    def _log_batch(self, deliveries: int, counts: Counter[str]) -> None:
+        self._logger.info(
+            "job=%s target=%s partition=%d batch=%d deliveries=%d "
+            "delivered=%d retry=%d dead=%d",
+            self.job.name,
+            self.spec.name,
+            self.partition,
+            self.batches,
+            deliveries,
+            counts[OUTCOME_DELIVERED],
+            counts[OUTCOME_RETRY],
+            counts[OUTCOME_DEAD],
+        )
 
 
 @task(name="push-partition", cache_policy=NONE)
@@ -66,82 +195,13 @@ def push_partition(job: Job, target: str, partition: int, ledger_url: str) -> Pu
 
 
 async def _push_until_idle(
-    job: Job,
-    spec: TargetSpec,
-    partition: int,
-    ledger_url: str,
-    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    job: Job, spec: TargetSpec, partition: int, ledger_url: str, logger: Logger
 ) -> PushPass:
     engine = get_engine(ledger_url)
-    owner = lease_owner()
-    totals: Counter[str] = Counter()
-    batches = 0
-    with Session(engine) as session, session.begin():
-        recovered = recover_expired_leases(
-            session,
-            job=job.name,
-            target=spec.name,
-            partition=partition,
-            partitions=job.delivery.partitions,
-        )
-    if recovered:
-        logger.warning(
-            "job=%s target=%s recovered=%d deliveries whose worker died "
-            "holding them; their outcome is unknown and they are due again",
-            job.name,
-            spec.name,
-            recovered,
-        )
-    # No lease is released on an error: a batch may have been sent already, so
-    # its leases run out and the next pass records its outcome as unknown.
     async with TargetClient.open_http(spec) as http:
         client = TargetClient(job.name, spec, http)
-        while True:
-            with Session(engine) as session, session.begin():
-                due = claim_due(
-                    session,
-                    job=job.name,
-                    target=spec.name,
-                    partition=partition,
-                    partitions=job.delivery.partitions,
-                    owner=owner,
-                    limit=job.delivery.claim_size,
-                    lease_s=job.delivery.lease_s,
-                )
-            if not due:
-                break
-            results = await client.push(due)
-            with Session(engine) as session, session.begin():
-                record_attempts(session, owner=owner, results=results)
-            batches += 1
-            counts = Counter(r.outcome for r in results)
-            totals.update(counts)
-            logger.info(
-                "job=%s target=%s partition=%d batch=%d deliveries=%d "
-                "delivered=%d retry=%d dead=%d",
-                job.name,
-                spec.name,
-                partition,
-                batches,
-                len(results),
-                counts[OUTCOME_DELIVERED],
-                counts[OUTCOME_RETRY],
-                counts[OUTCOME_DEAD],
-            )
-            if counts[OUTCOME_DEAD]:
-                first = next(r for r in results if r.outcome == OUTCOME_DEAD)
-                logger.error(
-                    "job=%s target=%s dead_letters=%d first_reason=%s",
-                    job.name,
-                    spec.name,
-                    counts[OUTCOME_DEAD],
-                    first.error,
-                )
-    return PushPass(
-        spec.name,
-        partition,
-        batches,
-        totals[OUTCOME_DELIVERED],
-        totals[OUTCOME_RETRY],
-        totals[OUTCOME_DEAD],
-    )
+        pusher = PartitionPusher(job, spec, partition, engine, client, logger)
+        pusher.recover()
+        while await pusher.push_batch():
+            pass
+    return pusher.summary()
