@@ -18,6 +18,7 @@ from ledger.schema import (
     OUTCOME_DEAD,
     OUTCOME_DELIVERED,
     OUTCOME_RETRY,
+    OUTCOME_UNKNOWN,
     PENDING,
     SUPERSEDED,
     attempts,
@@ -125,7 +126,9 @@ def attempt_counts(
         select(
             d.c.target,
             func.sum(case((a.c.outcome == OUTCOME_DELIVERED, 1), else_=0)),
-            func.sum(case((a.c.outcome == OUTCOME_RETRY, 1), else_=0)),
+            func.sum(
+                case((a.c.outcome.in_([OUTCOME_RETRY, OUTCOME_UNKNOWN]), 1), else_=0)
+            ),
             func.sum(case((a.c.outcome == OUTCOME_DEAD, 1), else_=0)),
         )
         .join(d, d.c.id == a.c.delivery_id)

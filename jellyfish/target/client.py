@@ -43,7 +43,12 @@ from jellyfish.target.policy import is_exhausted, retry_wait_s
 from jellyfish.target.retry_after import parse_retry_after
 from jellyfish.target.signing import signature_headers
 from ledger.errors import SecretNotFoundError
-from ledger.schema import OUTCOME_DEAD, OUTCOME_DELIVERED, OUTCOME_RETRY
+from ledger.schema import (
+    OUTCOME_DEAD,
+    OUTCOME_DELIVERED,
+    OUTCOME_RETRY,
+    OUTCOME_UNKNOWN,
+)
 from ledger.types import AttemptResult, DueDelivery
 
 EXCERPT_CHARS = 200
@@ -189,9 +194,10 @@ class TargetClient:
             verdicts = [self._transport_failure(exc)] * len(group)
         except aiohttp.ClientError as exc:
             # httpx_aiohttp lets some aiohttp errors through unmapped, such as
-            # ClientResponseError for a malformed status line.
+            # ClientResponseError for a malformed status line. The request was
+            # sent, so the target may have acted on it.
             error = f"invalid HTTP answer ({type(exc).__name__})"
-            verdicts = [_Verdict(OUTCOME_RETRY, error=error)] * len(group)
+            verdicts = [_Verdict(OUTCOME_UNKNOWN, error=error)] * len(group)
         duration_ms = (time.perf_counter() - clock) * 1000
         return [
             self._result(d, verdict, started_at, duration_ms)
@@ -199,20 +205,32 @@ class TargetClient:
         ]
 
     def _transport_failure(self, exc: httpx.HTTPError) -> _Verdict:
-        """Tell a timeout from a failed connection."""
+        """Tell a request that never left from one whose fate is unknown.
+
+        A refused or timed-out connection sent nothing: plain retry. A timeout
+        waiting for the answer, or a connection cut after sending, may have
+        reached the target: the outcome is unknown, and the retry may make a
+        duplicate that the idempotency key lets the target recognise.
+        """
         # httpx_aiohttp maps every aiohttp connection error, a refused
         # connection included, to httpx.ConnectTimeout; only the cause tells.
         cause = exc.__cause__
         if isinstance(cause, aiohttp.ClientError):
-            timed_out, name = isinstance(cause, TimeoutError), type(cause).__name__
+            name = type(cause).__name__
+            never_sent = isinstance(
+                cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError
+            )
+            timed_out = isinstance(cause, TimeoutError)
         else:
-            timed_out = isinstance(exc, httpx.TimeoutException)
             name = type(exc).__name__
+            never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            timed_out = isinstance(exc, httpx.TimeoutException)
+        outcome = OUTCOME_RETRY if never_sent else OUTCOME_UNKNOWN
         if timed_out:
             return _Verdict(
-                OUTCOME_RETRY, error=f"no answer within {self._spec.timeout_s:g} s"
+                outcome, error=f"no answer within {self._spec.timeout_s:g} s"
             )
-        return _Verdict(OUTCOME_RETRY, error=f"connection failed ({name})")
+        return _Verdict(outcome, error=f"connection failed ({name})")
 
     def _judge(
         self, response: httpx.Response, count: int, started_at: dt.datetime
@@ -316,7 +334,7 @@ class TargetClient:
     ) -> AttemptResult:
         attempt_no = delivery.attempts_before + 1
         outcome, error, next_at = verdict.outcome, verdict.error, None
-        if outcome == OUTCOME_RETRY:
+        if outcome in (OUTCOME_RETRY, OUTCOME_UNKNOWN):
             policy = self._spec.retry
             if is_exhausted(policy, attempt_no):
                 outcome = OUTCOME_DEAD

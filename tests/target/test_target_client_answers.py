@@ -232,7 +232,7 @@ def test_push_long_answer_excerpt_cut_at_200_chars() -> None:
     assert result.response_excerpt == "x" * 150 + "y" * 50
 
 
-def test_push_slow_answer_past_timeout_schedules_retry() -> None:
+def test_push_slow_answer_past_timeout_is_unknown_and_retried() -> None:
     target = RecordingTarget(Answer(delay_s=0.8))
 
     with serve_in_thread(target.app) as url:
@@ -240,7 +240,7 @@ def test_push_slow_answer_past_timeout_schedules_retry() -> None:
         [result] = push(spec, due_deliveries(1))
 
     assert (result.outcome, result.http_status, result.response_excerpt) == (
-        "retry",
+        "unknown",
         None,
         None,
     )
@@ -315,7 +315,7 @@ def test_push_connection_refused_at_last_attempt_is_dead() -> None:
         ),
     ],
 )
-def test_push_broken_answer_schedules_retry_for_every_record(
+def test_push_broken_answer_is_unknown_and_retried_for_every_record(
     reply: bytes | None, error: str
 ) -> None:
     """Regression: a status line that is not HTTP escaped push as an aiohttp error.
@@ -327,9 +327,9 @@ def test_push_broken_answer_schedules_retry_for_every_record(
         results = push(target_spec(url, retry=FIXED_30), due_deliveries(3))
 
     assert [(r.delivery_id, r.outcome, r.http_status) for r in results] == [
-        (1001, "retry", None),
-        (1002, "retry", None),
-        (1003, "retry", None),
+        (1001, "unknown", None),
+        (1002, "unknown", None),
+        (1003, "unknown", None),
     ]
     assert all(re.fullmatch(error, r.error or "") for r in results)
 
