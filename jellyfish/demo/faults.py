@@ -64,6 +64,10 @@ class FaultInjector:
         self._rng = random.Random(plan.seed)
         self.injected: Counter[str] = Counter()
 
+    def pause(self) -> None:
+        """Stop injecting faults; requests pass straight through."""
+        self._plan = FaultPlan(rates={}, slow_s=self._plan.slow_s, seed=self._plan.seed)
+
     def _draw(self) -> str | None:
         roll = self._rng.random()
         for kind in FAULT_KINDS:
@@ -94,7 +98,9 @@ class FaultInjector:
         headers = [(b"content-type", media)]
         if kind in ("503", "429"):
             headers.append((b"retry-after", b"1"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send(
+            {"type": "http.response.start", "status": status, "headers": headers}
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -228,3 +228,50 @@ def test_chaos_killed_workers_and_faults_lose_nothing(
     assert stats.get("older_after_newer", 0) == 0
     assert sum(apps.injector.injected.values()) > 0
     assert attempt_rows >= RECORDS
+
+
+def _overlapping_attempts(ledger_url: str, job: str) -> int:
+    """Attempts of one delivery whose time spans overlap: in flight twice."""
+    with Session(get_engine(ledger_url)) as session:
+        rows = session.execute(
+            select(
+                attempts.c.delivery_id, attempts.c.started_at, attempts.c.duration_ms
+            )
+            .join(deliveries, deliveries.c.id == attempts.c.delivery_id)
+            .where(deliveries.c.job == job)
+            .order_by(attempts.c.delivery_id, attempts.c.started_at)
+        ).all()
+    overlaps = 0
+    for previous, current in zip(rows, rows[1:], strict=False):
+        if previous.delivery_id != current.delivery_id:
+            continue
+        ends_at = previous.started_at.timestamp() + previous.duration_ms / 1000
+        if current.started_at.timestamp() < ends_at:
+            overlaps += 1
+    return overlaps
+
+
+def test_chaos_three_workers_never_push_one_delivery_twice_at_once(
+    tmp_path: Path, apps: Apps, postgres_url: str, job_name: str
+) -> None:
+    apps.injector.pause()
+    job_file = _job_file(tmp_path, job_name, apps)
+    clock = time.perf_counter()
+
+    workers = [_worker(job_file, postgres_url) for _ in range(3)]
+    codes = [worker.wait(timeout=300) for worker in workers]
+    while not _settled(postgres_url, job_name):
+        _worker(job_file, postgres_url).wait(timeout=300)
+    seconds = time.perf_counter() - clock
+
+    digest = httpx.get(f"{apps.source}/admin/digest", timeout=60).json()["hashes"]
+    received = httpx.get(f"{apps.target}/received", timeout=60).json()
+    stats = httpx.get(f"{apps.target}/stats", timeout=60).json()
+    lost = sum(1 for key, content in digest.items() if received.get(key) != content)
+    overlaps = _overlapping_attempts(postgres_url, job_name)
+    print(
+        f"chaos workers=3 exit_codes={codes} records={RECORDS} lost={lost} "
+        f"duplicates={stats['duplicates']} overlapping_attempts={overlaps} "
+        f"seconds={seconds:.1f}"
+    )
+    assert (lost, stats["duplicates"], overlaps) == (0, 0, 0)
