@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from jellyfish import runtime
@@ -35,36 +35,57 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
-def _ensure_database(url: str) -> None:
-    parsed = make_url(url).set(drivername="postgresql+psycopg")
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+def _admin(url: str) -> Engine:
+    parsed = make_url(url).set(drivername="postgresql+psycopg", database="postgres")
+    return create_engine(parsed, isolation_level="AUTOCOMMIT")
+
+
+def _recreate_database(url: str) -> None:
+    admin = _admin(url)
+    name = make_url(url).database
     try:
         with admin.connect() as connection:
-            exists = connection.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"),
-                {"name": parsed.database},
-            ).scalar()
-            if not exists:
-                connection.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+
+
+def _drop_database(url: str) -> None:
+    admin = _admin(url)
+    try:
+        with admin.connect() as connection:
+            name = make_url(url).database
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A migrated Postgres ledger database; the suite fails if it is unreachable."""
+    """A fresh Postgres ledger database for this session, dropped at its end.
+
+    The suite fails, never skips, when Postgres cannot be reached.
+    """
+    base = make_url(POSTGRES_URL)
+    # One database per session: runs never see each other's rows, and the
+    # tables do not grow from one run to the next.
+    url = base.set(database=f"{base.database}_{os.getpid()}").render_as_string(
+        hide_password=False
+    )
     try:
-        _ensure_database(POSTGRES_URL)
+        _recreate_database(url)
     except Exception as exc:  # any failure to reach it is the same verdict
-        where = make_url(POSTGRES_URL).render_as_string()
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         pytest.fail(
-            f"the Postgres ledger tests need {where} ({type(exc).__name__}: "
-            f"{first_line}); start Postgres or set JELLYFISH_TEST_POSTGRES_URL",
+            f"the Postgres ledger tests need {base.render_as_string()} "
+            f"({type(exc).__name__}: {first_line}); start Postgres or set "
+            "JELLYFISH_TEST_POSTGRES_URL",
             pytrace=False,
         )
-    yield POSTGRES_URL
+    yield url
     dispose_all()
+    _drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
