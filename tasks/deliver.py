@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 from jellyfish.job import Job, TargetSpec
 from jellyfish.target.client import TargetClient
 from ledger.engine import get_engine
-from ledger.schema import OUTCOME_DEAD, OUTCOME_DELIVERED, OUTCOME_RETRY
+from ledger.schema import (
+    OUTCOME_DEAD,
+    OUTCOME_DELIVERED,
+    OUTCOME_RETRY,
+    OUTCOME_UNKNOWN,
+)
 from ledger.store import (
     claim_due,
     record_attempts,
@@ -148,14 +153,14 @@ class PartitionPusher:
             self.partition,
             self.batches,
             self.totals[OUTCOME_DELIVERED],
-            self.totals[OUTCOME_RETRY],
+            self.totals[OUTCOME_RETRY] + self.totals[OUTCOME_UNKNOWN],
             self.totals[OUTCOME_DEAD],
         )
 
     def _log_batch(self, deliveries: int, counts: Counter[str]) -> None:
         self._logger.info(
             "job=%s target=%s partition=%d batch=%d deliveries=%d "
-            "delivered=%d retry=%d dead=%d",
+            "delivered=%d retry=%d unknown=%d dead=%d",
             self.job.name,
             self.spec.name,
             self.partition,
@@ -163,6 +168,7 @@ class PartitionPusher:
             deliveries,
             counts[OUTCOME_DELIVERED],
             counts[OUTCOME_RETRY],
+            counts[OUTCOME_UNKNOWN],
             counts[OUTCOME_DEAD],
         )
 

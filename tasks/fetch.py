@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -16,6 +19,7 @@ from jellyfish.job import Job
 from jellyfish.source.client import FetchedPage, SourceClient
 from jellyfish.source.cursor import CursorState
 from ledger.engine import get_engine
+from ledger.errors import CursorMovedError, JellyFishError
 from ledger.store import load_cursor, stage_page
 from ledger.types import StageResult
 
@@ -132,7 +136,9 @@ def open_reader(
 
 
 @task(name="fetch-and-stage-shard", cache_policy=NONE)
-def fetch_and_stage_shard(job: Job, shard: str, ledger_url: str) -> ShardPass:
+def fetch_and_stage_shard(
+    job: Job, shard: str, ledger_url: str
+) -> ShardPass | State[Any]:
     """Read one shard until it is caught up, staging page by page.
 
     Each page's new record versions, their deliveries and the shard's next
@@ -144,11 +150,10 @@ def fetch_and_stage_shard(job: Job, shard: str, ledger_url: str) -> ShardPass:
         ledger_url: where the ledger lives.
 
     Returns:
-        Counts of this pass.
-
-    Raises:
-        SourceError: a page failed; the cursor stays before that page.
-        LedgerError: the ledger refused a page; nothing of it was kept.
+        Counts of this pass; or a Failed state naming job, shard, cursor and
+        the reason when a page failed (the cursor stays before that page) or
+        the ledger refused one (nothing of it was kept). An expected failure
+        is one log line, not a traceback.
     """
     logger = get_run_logger()
     engine = get_engine(ledger_url)
@@ -160,4 +165,18 @@ def fetch_and_stage_shard(job: Job, shard: str, ledger_url: str) -> ShardPass:
             shard,
             CursorState.from_json(reader.saved).describe(),
         )
-        return reader.read_pass(logger)
+        try:
+            return reader.read_pass(logger)
+        except CursorMovedError:
+            # Another worker is reading this shard right now; it will finish
+            # the pass, so this one steps aside instead of failing.
+            logger.warning(
+                "job=%s shard=%s another worker moved the cursor; leaving the "
+                "shard to it",
+                job.name,
+                shard,
+            )
+            return ShardPass(shard, 0, 0, 0)
+        except JellyFishError as exc:
+            # Prefect logs the failed state with this message, once, at ERROR.
+            return Failed(message=str(exc))
