@@ -21,9 +21,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,6 +42,18 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"must be an http:// or https:// URL with a host, got {value[:60]!r}"
+        )
+    return value
+
+
+HttpUrlText = Annotated[str, AfterValidator(_check_http_url)]
 
 
 def _check_name(value: str) -> str:
@@ -94,7 +108,7 @@ class CursorField(_Model):
     """One field of a (possibly compound) cursor; timestamps compare in UTC."""
 
     name: str
-    type: Literal["timestamp", "integer", "number", "string"] = "string"
+    type: Literal["timestamp", "integer", "number", "string"]
 
 
 class KeysetPagination(_Model):
@@ -161,7 +175,13 @@ class ShardSpec(_Model):
 def _parse_cursor_field(value: Any) -> Any:
     if isinstance(value, str):
         name, _, kind = value.partition(":")
-        return {"name": name, "type": kind or "string"}
+        if not kind:
+            # Guessing would compare ids as text ("10" < "9"): ask instead.
+            raise ValueError(
+                f"cursor field {name!r} needs a type: {name}:timestamp, "
+                f"{name}:integer, {name}:number or {name}:string"
+            )
+        return {"name": name, "type": kind}
     return value
 
 
@@ -193,7 +213,7 @@ class SourceSpec(_Model):
     """The HTTP endpoint records are read from."""
 
     preset: Literal["jellyfish"] | None = None
-    url: str
+    url: HttpUrlText
     method: Literal["GET", "POST"] = "GET"
     params: dict[str, Scalar] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
@@ -315,7 +335,7 @@ class TargetSpec(_Model):
 
     preset: Literal["jellyfish"] | None = None
     name: str
-    url: str
+    url: HttpUrlText
     method: Literal["POST", "PUT"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     auth: Auth | None = None

@@ -34,6 +34,18 @@ BAD_JOB_FILES = [
         id="unknown-pagination-kind",
     ),
     pytest.param(
+        VALID.replace("id:integer]", "id]"),
+        "source: Value error, cursor field 'id' needs a type: id:timestamp, "
+        "id:integer, id:number or id:string",
+        id="cursor-field-without-type",
+    ),
+    pytest.param(
+        VALID.replace("url: http://127.0.0.1:8001/flights", "url: flights-host"),
+        "source.url: Value error, must be an http:// or https:// URL with a host, "
+        "got 'flights-host'",
+        id="source-url-without-scheme",
+    ),
+    pytest.param(
         VALID.replace("  key: [id]\n", ""),
         "source.key: Field required",
         id="missing-key",

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from paged_app import build_paged_app
+from prefect.client.schemas.objects import State
 from prefect.logging import disable_run_logger
 from source_passes import make_job, stage_pass
 from sqlalchemy import select
@@ -90,8 +91,12 @@ def two_shard_job(name: str, url: str, bad: dict[str, Any], **source: Any) -> Jo
 
 
 def run_shard(job: Job, shard: str, ledger_url: str) -> ShardPass:
+    """The task's pass, or its Failed state's message raised as SourceError."""
     with disable_run_logger():
-        result: ShardPass = fetch_and_stage_shard.fn(job, shard, ledger_url)
+        result = fetch_and_stage_shard.fn(job, shard, ledger_url)
+    if isinstance(result, State):
+        assert result.is_failed()
+        raise SourceError(result.message or "")
     return result
 
 
