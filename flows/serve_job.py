@@ -31,7 +31,8 @@ from blocks.ledger import BLOCK_PREFIX, resolve_ledger
 from jellyfish.job import load_job
 from ledger.engine import LEDGER_ENV, get_engine, ledger_url
 from ledger.errors import JellyFishError
-from tasks.loops import STOP, follow_shard, open_window, serve_partition
+from tasks.loops import follow_shard, serve_partition
+from tasks.serve_window import STOP, open_window
 from tasks.window_report import WindowSummary, publish_window_summary
 
 # Every loop holds a thread for the whole window; a job that needs more loops
@@ -92,7 +93,7 @@ def serve_job(
 
     Shards are polled every ``interval_s``; due deliveries are pushed as soon
     as they are staged, and retries when they fall due. The window ends after
-    ``window_s``, on SIGTERM or SIGINT, or on ``tasks.loops.request_stop``;
+    ``window_s``, on SIGTERM or SIGINT, or on ``tasks.serve_window.request_stop``;
     each loop then finishes the page or batch in hand and hands back its
     leases, so the next window (or another worker) goes on from there.
 

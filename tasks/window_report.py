@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from jellyfish.job import Job
 from ledger.engine import get_engine
 from ledger.reports import target_status
-from tasks.loops import LoopFigures
+from tasks.serve_window import LoopFigures
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class WindowRow:
     retried: int = 0
     dead: int = 0
     errors: int = 0
+    conflicts: int = 0
     pending: int = 0
 
 
@@ -82,6 +83,7 @@ def window_rows(
             fetched=f.fetched,
             staged=f.staged,
             errors=f.errors,
+            conflicts=f.conflicts,
         )
         for f in loops
         if f.kind == "shard"

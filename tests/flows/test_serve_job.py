@@ -38,7 +38,7 @@ from jellyfish.demo.target_app import build_target_app
 from ledger.engine import get_engine
 from ledger.reports import target_status
 from ledger.schema import deliveries
-from tasks.loops import STOP, request_stop
+from tasks.serve_window import STOP, request_stop
 
 FLIGHTS = 600
 # A hard cap: every test ends its window itself, long before this.
@@ -285,6 +285,38 @@ def test_serve_job_stop_mid_backlog_finishes_batch_and_releases_leases(
     driver.finish()
 
     assert state.is_completed(), state.message
+    stats = _get(f"{apps.target}/stats")
+    assert (stats["distinct_keys"], stats["duplicates"]) == (FLIGHTS, 0)
+    assert _held_leases(ledger_url, job_name) == 0
+
+
+def test_serve_job_two_workers_share_a_job_and_deliver_each_record_once(
+    tmp_path: Path, apps: Apps, ledger_url: str, job_name: str
+) -> None:
+    job_file = _job(tmp_path, job_name, apps)
+    states: list[Any] = []
+
+    def other_worker() -> None:
+        states.append(
+            serve_job(str(job_file), ledger_url, 0.2, WINDOW_S, return_state=True)
+        )
+
+    second = threading.Thread(target=other_worker, daemon=True)
+    second.start()
+    driver = Driver(lambda: _wait_until(_delivered_everything(apps)), request_stop)
+    driver.start()
+    states.append(
+        serve_job(str(job_file), ledger_url, 0.2, WINDOW_S, return_state=True)
+    )
+    driver.finish()
+    second.join(timeout=WINDOW_S)
+
+    assert [state.is_completed() for state in states] == [True, True]
+    summaries = [state.result() for state in states]
+    # A page another worker staged first is not staged again: 600 versions.
+    assert sum(s.total("staged") for s in summaries) == FLIGHTS
+    assert sum(s.total("delivered") for s in summaries) == FLIGHTS
+    assert sum(s.total("errors") for s in summaries) == 0
     stats = _get(f"{apps.target}/stats")
     assert (stats["distinct_keys"], stats["duplicates"]) == (FLIGHTS, 0)
     assert _held_leases(ledger_url, job_name) == 0
