@@ -9,7 +9,6 @@ windows back to back until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import threading
 import time
@@ -29,7 +28,7 @@ from pydantic import Field
 
 from blocks.ledger import BLOCK_PREFIX, resolve_ledger
 from jellyfish.job import load_job
-from ledger.engine import LEDGER_ENV, get_engine, ledger_url
+from ledger.engine import get_engine, ledger_in_environment, ledger_url
 from ledger.errors import JellyFishError
 from tasks.loops import follow_shard, serve_partition
 from tasks.serve_window import STOP, open_window
@@ -168,21 +167,6 @@ class WindowOutcome:
     summary: WindowSummary
 
 
-@contextmanager
-def _ledger_in_environment(url: str) -> Iterator[None]:
-    # Flow parameters are stored by the Prefect server and shown in its UI; a
-    # ledger URL may hold a password, so it travels in the environment.
-    previous = os.environ.get(LEDGER_ENV)
-    os.environ[LEDGER_ENV] = url
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[LEDGER_ENV]
-        else:
-            os.environ[LEDGER_ENV] = previous
-
-
 def serve_until_stopped(
     job_file: Path,
     ledger: str | None,
@@ -211,7 +195,7 @@ def serve_until_stopped(
     flow_ledger = ledger if ledger and ledger.startswith(BLOCK_PREFIX) else None
     STOP.clear()
     number = 0
-    with _ledger_in_environment(url), stop_on_signals():
+    with ledger_in_environment(url), stop_on_signals():
         while not STOP.is_requested:
             number += 1
             state = serve_job(

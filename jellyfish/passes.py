@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,7 @@ from sqlalchemy.orm import Session
 from blocks.ledger import BLOCK_PREFIX, resolve_ledger
 from jellyfish.job import Job
 from jellyfish.progress import ledger_progress
-from ledger.engine import LEDGER_ENV, get_engine, ledger_url
+from ledger.engine import get_engine, ledger_in_environment, ledger_url
 from ledger.errors import JellyFishError
 from ledger.reports import count_versions, target_status
 from ledger.types import TargetStatus
@@ -28,19 +25,6 @@ class PassOutcome:
     message: str | None
     seconds: float
     summary: Any
-
-
-@contextmanager
-def _ledger_in_environment(url: str) -> Iterator[None]:
-    previous = os.environ.get(LEDGER_ENV)
-    os.environ[LEDGER_ENV] = url
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[LEDGER_ENV]
-        else:
-            os.environ[LEDGER_ENV] = previous
 
 
 def run_pass(
@@ -59,7 +43,7 @@ def run_pass(
     # a ledger URL may hold a password, so it travels in the environment.
     flow_ledger = ledger if ledger and ledger.startswith(BLOCK_PREFIX) else None
     clock = time.perf_counter()
-    with _ledger_in_environment(url), ledger_progress(url, job.name, show_progress):
+    with ledger_in_environment(url), ledger_progress(url, job.name, show_progress):
         state = sync_job(str(job_file), flow_ledger, return_state=True)
     seconds = time.perf_counter() - clock
     summary = state.result(raise_on_failure=False)

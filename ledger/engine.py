@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,24 @@ _lock = threading.Lock()
 def ledger_url(explicit: str | None = None) -> str:
     """The ledger URL to use: the one given, else $JELLYFISH_LEDGER_URL, else SQLite."""
     return explicit or os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER_URL
+
+
+@contextmanager
+def ledger_in_environment(url: str) -> Iterator[None]:
+    """Make ``url`` the default ledger (``$JELLYFISH_LEDGER_URL``) for a while.
+
+    Flow parameters are stored by the Prefect server and shown in its UI; a
+    ledger URL may hold a password, so an in-process flow gets it this way.
+    """
+    previous = os.environ.get(LEDGER_ENV)
+    os.environ[LEDGER_ENV] = url
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[LEDGER_ENV]
+        else:
+            os.environ[LEDGER_ENV] = previous
 
 
 def redact(url: str | URL) -> str:

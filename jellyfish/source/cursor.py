@@ -4,7 +4,8 @@
 (incremental mode). ``since`` freezes that mark (moved back by the source's
 ``lookback_s``, if any) at the start of a pass so that every page of the pass
 asks the same question. ``position`` is the paginator's own place inside the
-pass (a keyset, offset, page, token or URL); it is None between passes. The whole state is saved with each staged page.
+pass (a keyset, offset, page, token or URL); it is None between passes. The
+whole state is saved with each staged page.
 """
 
 from __future__ import annotations
