@@ -8,6 +8,7 @@ on first use and is skipped only when npm or npx is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -101,14 +102,11 @@ def wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path) -> None
     deadline = time.monotonic() + START_TIMEOUT_S
     with httpx.Client(timeout=2.0) as client:
         while True:
-            try:
-                if (
-                    client.get(f"{url}/flights", params={"_limit": 1}).status_code
-                    == 200
-                ):
+            # A transport error only means json-server is not listening yet.
+            with contextlib.suppress(httpx.TransportError):
+                answer = client.get(f"{url}/flights", params={"_limit": 1})
+                if answer.status_code == 200:
                     return
-            except httpx.TransportError:
-                pass  # not listening yet
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
                 pytest.fail(f"json-server did not come up at {url}: {tail}")
