@@ -1,9 +1,9 @@
 """Where a durable push spends its CPU: the target client path against plain aiohttp.
 
 Posts the same record bodies to the bench target two ways, in one process,
-interleaved: through ``TargetClient.push`` (httpx over the aiohttp
-transport, as the push loops do) and through a bare ``aiohttp`` session with
-the same number of requests in flight. Reports records/s and CPU microseconds
+interleaved: through ``TargetClient.push`` (as the push loops do: headers,
+idempotency key, verdicts and attempt results) and through a bare ``aiohttp``
+session with the same number of requests in flight. Reports records/s and CPU microseconds
 per request, the figure that bounds a single-record target on a small machine.
 
     .venv/bin/python bench/backfill_client_paths.py --requests 20000 --rounds 3

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from jellyfish.job import ItemResults, TargetSpec
 from jellyfish.secrets import auth_headers, redact_text, resolve, secret_values
@@ -66,6 +64,23 @@ class _Verdict:
 
 
 @dataclass(frozen=True)
+class _Answer:
+    """A target's answer, read whole before the connection goes back to the pool."""
+
+    status: int
+    headers: Any  # aiohttp's case-insensitive CIMultiDictProxy
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not."""
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
 class _Asked:
     """A Retry-After the client understood: the wait and the note for errors."""
 
@@ -82,7 +97,7 @@ def idempotency_key(job: str, target: str, record_key: str, content_hash: str) -
 class TargetClient:
     """Sends deliveries to one target of one job."""
 
-    def __init__(self, job: str, spec: TargetSpec, http: httpx.AsyncClient) -> None:
+    def __init__(self, job: str, spec: TargetSpec, http: aiohttp.ClientSession) -> None:
         self._job = job
         self._spec = spec
         self._http = http
@@ -118,16 +133,19 @@ class TargetClient:
         return secret
 
     @classmethod
-    def open_http(cls, spec: TargetSpec) -> httpx.AsyncClient:
-        """The HTTP client for one push task; the caller closes it.
+    def open_http(cls, spec: TargetSpec) -> aiohttp.ClientSession:
+        """The HTTP session for one push loop; the caller closes it.
 
-        aiohttp's transport spends a fraction of httpx's own per request,
-        which is what bounds single-record targets on a small machine.
+        A bare aiohttp session: per request it costs about a third of the CPU
+        of httpx over aiohttp's transport (bench/backfill_client_paths.py),
+        and that CPU is what bounds a single-record target on a small machine.
         """
-        return httpx.AsyncClient(
-            transport=AiohttpTransport(),
-            timeout=spec.timeout_s,
-            limits=httpx.Limits(max_connections=spec.concurrency),
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=spec.concurrency),
+            timeout=aiohttp.ClientTimeout(total=spec.timeout_s),
+            # Requests carry exactly the configured headers: no cookie jar
+            # lets one answer change what the next request sends.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def push(self, due: Sequence[DueDelivery]) -> list[AttemptResult]:
@@ -183,28 +201,26 @@ class TargetClient:
         clock = time.perf_counter()
         body = self._body(group).encode()
         try:
-            response = await self._http.request(
+            async with self._http.request(
                 self._spec.method,
                 self._spec.url,
-                content=body,
+                data=body,
                 headers=self._request_headers(group, body),
-            )
-            verdicts = self._judge(response, len(group), started_at)
-        except httpx.HTTPError as exc:
+                allow_redirects=False,
+            ) as response:
+                answer = _Answer(
+                    response.status, response.headers, await response.read()
+                )
+            verdicts = self._judge(answer, len(group), started_at)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             verdicts = [self._transport_failure(exc)] * len(group)
-        except aiohttp.ClientError as exc:
-            # httpx_aiohttp lets some aiohttp errors through unmapped, such as
-            # ClientResponseError for a malformed status line. The request was
-            # sent, so the target may have acted on it.
-            error = f"invalid HTTP answer ({type(exc).__name__})"
-            verdicts = [_Verdict(OUTCOME_UNKNOWN, error=error)] * len(group)
         duration_ms = (time.perf_counter() - clock) * 1000
         return [
             self._result(d, verdict, started_at, duration_ms)
             for d, verdict in zip(group, verdicts, strict=True)
         ]
 
-    def _transport_failure(self, exc: httpx.HTTPError) -> _Verdict:
+    def _transport_failure(self, exc: aiohttp.ClientError | TimeoutError) -> _Verdict:
         """Tell a request that never left from one whose fate is unknown.
 
         A refused or timed-out connection sent nothing: plain retry. A timeout
@@ -212,31 +228,26 @@ class TargetClient:
         reached the target: the outcome is unknown, and the retry may make a
         duplicate that the idempotency key lets the target recognise.
         """
-        # httpx_aiohttp maps every aiohttp connection error, a refused
-        # connection included, to httpx.ConnectTimeout; only the cause tells.
-        cause = exc.__cause__
-        if isinstance(cause, aiohttp.ClientError):
-            name = type(cause).__name__
-            never_sent = isinstance(
-                cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError
-            )
-            timed_out = isinstance(cause, TimeoutError)
-        else:
-            name = type(exc).__name__
-            never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-            timed_out = isinstance(exc, httpx.TimeoutException)
-        outcome = OUTCOME_RETRY if never_sent else OUTCOME_UNKNOWN
-        if timed_out:
+        name = type(exc).__name__
+        if isinstance(
+            exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError
+        ):
+            return _Verdict(OUTCOME_RETRY, error=f"connection failed ({name})")
+        if isinstance(exc, TimeoutError):
             return _Verdict(
-                outcome, error=f"no answer within {self._spec.timeout_s:g} s"
+                OUTCOME_UNKNOWN, error=f"no answer within {self._spec.timeout_s:g} s"
             )
-        return _Verdict(outcome, error=f"connection failed ({name})")
+        if isinstance(exc, aiohttp.ClientResponseError):
+            # A status line or headers that are not HTTP: the request was
+            # sent, so the target may have acted on it.
+            return _Verdict(OUTCOME_UNKNOWN, error=f"invalid HTTP answer ({name})")
+        return _Verdict(OUTCOME_UNKNOWN, error=f"connection failed ({name})")
 
     def _judge(
-        self, response: httpx.Response, count: int, started_at: dt.datetime
+        self, response: _Answer, count: int, started_at: dt.datetime
     ) -> list[_Verdict]:
         """One verdict per record of the request, in the order sent."""
-        status = response.status_code
+        status = response.status
         asked = self._asked_wait(response, started_at)
         if 200 <= status < 300:
             failure = self._success_failure(response)
@@ -256,9 +267,7 @@ class TargetClient:
         )
         return [verdict] * count
 
-    def _asked_wait(
-        self, response: httpx.Response, started_at: dt.datetime
-    ) -> _Asked | None:
+    def _asked_wait(self, response: _Answer, started_at: dt.datetime) -> _Asked | None:
         """The answer's Retry-After as a wait from ``started_at``, if understood."""
         value = response.headers.get("retry-after")
         if value is None:
@@ -278,13 +287,13 @@ class TargetClient:
 
     def _item_verdicts(
         self,
-        response: httpx.Response,
+        response: _Answer,
         rule: ItemResults,
         count: int,
         asked: _Asked | None,
     ) -> list[_Verdict]:
         """Deliver the records the answer reports stored; retry the others."""
-        status = response.status_code
+        status = response.status
         try:
             answer: Any = response.json()
         except ValueError:
@@ -302,7 +311,7 @@ class TargetClient:
             for item in items
         ]
 
-    def _success_failure(self, response: httpx.Response) -> str | None:
+    def _success_failure(self, response: _Answer) -> str | None:
         rule = self._spec.success
         if rule is None:
             return None
@@ -316,7 +325,7 @@ class TargetClient:
             return f"answer's {rule.field!r} is {value!r}, expected {rule.equals!r}"
         return None
 
-    def _excerpt(self, response: httpx.Response) -> str:
+    def _excerpt(self, response: _Answer) -> str:
         return self._redacted(response.text) or ""
 
     def _redacted(self, text: str | None) -> str | None:
