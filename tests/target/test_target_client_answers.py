@@ -271,8 +271,9 @@ def test_push_slow_answer_at_last_attempt_is_dead() -> None:
 def test_push_connection_refused_schedules_retry() -> None:
     """Regression: a refused connection was reported as a timeout.
 
-    The httpx_aiohttp transport (used before) mapped every aiohttp connection error to httpx.ConnectTimeout,
-    so the attempt said "no answer within 10 s" for a port nobody listens on.
+    The httpx_aiohttp transport (used before) mapped every aiohttp connection
+    error to httpx.ConnectTimeout, so the attempt said "no answer within 10 s"
+    for a port nobody listens on.
     """
     spec = target_spec(closed_port_url(), retry=FIXED_30)
 
