@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
+import psycopg
 from sqlalchemy import (
     bindparam,
     delete,
@@ -27,6 +28,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
+from ledger.bulk import insert_rows, one_of
 from ledger.errors import CursorMovedError, LedgerError
 from ledger.schema import (
     DEAD,
@@ -72,7 +74,7 @@ def translated(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 return func(*args, **kwargs)
             except LedgerError:
                 raise
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, psycopg.Error) as exc:
                 cause = type(getattr(exc, "orig", None) or exc).__name__
                 raise LedgerError(
                     f"ledger could not {what} ({cause}); the transaction was "
@@ -152,7 +154,7 @@ def _latest_hashes(session: Session, job: str, keys: Sequence[str]) -> dict[str,
             record_versions.c.content_hash,
         ).where(
             record_versions.c.job == job,
-            record_versions.c.record_key.in_(bindparam("keys", expanding=True)),
+            one_of(record_versions.c.record_key, "keys", session),
         ),
         {"keys": list(keys)},
     ).all()
@@ -190,7 +192,7 @@ def _supersede(
                 .where(
                     deliveries.c.job == job,
                     deliveries.c.status == PENDING,
-                    deliveries.c.record_key.in_(bindparam("keys", expanding=True)),
+                    one_of(deliveries.c.record_key, "keys", session),
                     or_(
                         deliveries.c.lease_expires_at.is_(None),
                         deliveries.c.lease_expires_at < now,
@@ -201,6 +203,28 @@ def _supersede(
             )
         )
     return superseded
+
+
+_VERSION_COLUMNS = (
+    "job",
+    "record_key",
+    "key_hash",
+    "content_hash",
+    "payload",
+    "shard",
+    "page_id",
+    "fetched_at",
+)
+_ATTEMPT_COLUMNS = (
+    "delivery_id",
+    "attempt_no",
+    "started_at",
+    "duration_ms",
+    "http_status",
+    "outcome",
+    "error",
+    "response_excerpt",
+)
 
 
 def _insert_versions(
@@ -214,19 +238,12 @@ def _insert_versions(
 ) -> None:
     # Chunks keep the parameter rows of a 100,000-record page from piling up.
     for chunk in _chunks(new):
-        session.execute(
-            insert(record_versions),
+        insert_rows(
+            session,
+            record_versions,
+            _VERSION_COLUMNS,
             [
-                {
-                    "job": job,
-                    "record_key": v.key,
-                    "key_hash": v.key_hash,
-                    "content_hash": v.content_hash,
-                    "payload": v.payload,
-                    "shard": shard,
-                    "page_id": page_id,
-                    "fetched_at": now,
-                }
+                (job, v.key, v.key_hash, v.content_hash, v.payload, shard, page_id, now)
                 for v in chunk
             ],
         )
@@ -396,17 +413,16 @@ def claim_due(
     ).all()
     if not claimed:
         return []
-    version_ids = [row.record_version_id for row in claimed]
+    # Two statements, not UPDATE ... FROM: SQLite's RETURNING cannot name the
+    # joined table.
+    rv = record_versions
     versions = {
         row.id: row
         for row in session.execute(
-            select(
-                record_versions.c.id,
-                record_versions.c.record_key,
-                record_versions.c.content_hash,
-                record_versions.c.payload,
-            ).where(record_versions.c.id.in_(bindparam("ids", expanding=True))),
-            {"ids": version_ids},
+            select(rv.c.id, rv.c.record_key, rv.c.content_hash, rv.c.payload).where(
+                one_of(rv.c.id, "ids", session)
+            ),
+            {"ids": [row.record_version_id for row in claimed]},
         )
     }
     return [
@@ -462,19 +478,12 @@ def recover_expired_leases(
         .returning(d.c.id, d.c.attempts)
     ).all()
     if freed:
-        session.execute(
-            insert(attempts),
+        insert_rows(
+            session,
+            attempts,
+            _ATTEMPT_COLUMNS,
             [
-                {
-                    "delivery_id": row.id,
-                    "attempt_no": row.attempts,
-                    "started_at": now,
-                    "duration_ms": 0.0,
-                    "http_status": None,
-                    "outcome": OUTCOME_UNKNOWN,
-                    "error": error,
-                    "response_excerpt": None,
-                }
+                (row.id, row.attempts, now, 0.0, None, OUTCOME_UNKNOWN, error, None)
                 for row in freed
             ],
         )
@@ -494,19 +503,21 @@ def record_attempts(
     if not results:
         return
     now = _utcnow()
-    session.execute(
-        insert(attempts),
+    insert_rows(
+        session,
+        attempts,
+        _ATTEMPT_COLUMNS,
         [
-            {
-                "delivery_id": r.delivery_id,
-                "attempt_no": r.attempt_no,
-                "started_at": r.started_at,
-                "duration_ms": r.duration_ms,
-                "http_status": r.http_status,
-                "outcome": r.outcome,
-                "error": r.error,
-                "response_excerpt": r.response_excerpt,
-            }
+            (
+                r.delivery_id,
+                r.attempt_no,
+                r.started_at,
+                r.duration_ms,
+                r.http_status,
+                r.outcome,
+                r.error,
+                r.response_excerpt,
+            )
             for r in results
         ],
     )
@@ -515,9 +526,7 @@ def record_attempts(
     if delivered:
         session.execute(
             update(d)
-            .where(
-                d.c.id.in_(bindparam("ids", expanding=True)), d.c.lease_owner == owner
-            )
+            .where(one_of(d.c.id, "ids", session), d.c.lease_owner == owner)
             .values(
                 status=DELIVERED,
                 attempts=d.c.attempts + 1,
@@ -571,7 +580,7 @@ def _set_unfinished(
         session.execute(
             update(d)
             .where(
-                d.c.id.in_(bindparam("ids", expanding=True)),
+                one_of(d.c.id, "ids", session),
                 d.c.status == PENDING,
                 exists().where(
                     newer.c.job == d.c.job,
