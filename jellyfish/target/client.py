@@ -152,13 +152,18 @@ class TargetClient:
         """Send ``due`` with at most ``concurrency`` requests in flight."""
         size = self._spec.batch_size
         groups = [list(due[i : i + size]) for i in range(0, len(due), size)]
-        gate = asyncio.Semaphore(self._spec.concurrency)
+        answers: list[list[AttemptResult]] = [[] for _ in groups]
+        queue = iter(enumerate(groups))
 
-        async def send(group: list[DueDelivery]) -> list[AttemptResult]:
-            async with gate:
-                return await self._send(group)
+        # A few senders that take the next request when theirs is answered
+        # cost a fifth less CPU per request than one task per request behind
+        # a semaphore (bench/backfill_client_paths.py).
+        async def sender() -> None:
+            for index, group in queue:
+                answers[index] = await self._send(group)
 
-        answers = await asyncio.gather(*(send(group) for group in groups))
+        senders = min(self._spec.concurrency, len(groups))
+        await asyncio.gather(*(sender() for _ in range(senders)))
         return [result for answer in answers for result in answer]
 
     def _body(self, group: list[DueDelivery]) -> str:
