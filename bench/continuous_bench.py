@@ -282,7 +282,7 @@ def schedule(args: argparse.Namespace) -> list[tuple[int, str, str]]:
     for records in args.records:
         rounds = args.rounds if records <= 200_000 else args.big_rounds
         for round_no in range(rounds):
-            for push in ("single", "batch"):
+            for push in args.push:
                 pair = ["durable", "baseline"]
                 runs += [(records, push, c) for c in pair[:: 1 - 2 * (round_no % 2)]]
     return runs
@@ -342,7 +342,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--records", type=int, nargs="+", default=None)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--big-rounds", type=int, default=1)
-    parser.add_argument("--rates", type=float, nargs="+", default=[200, 2000])
+    parser.add_argument(
+        "--push", nargs="+", default=list(PUSH), choices=list(PUSH), help="backfills"
+    )
+    parser.add_argument("--rates", type=float, nargs="*", default=[200, 2000])
     parser.add_argument(
         "--latency-push", nargs="+", default=["single", "batch"], choices=list(PUSH)
     )
