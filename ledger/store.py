@@ -388,11 +388,9 @@ def claim_due(
 
     Postgres skips rows another worker has locked, so concurrent claimers never
     share a delivery; SQLite serializes writers, which gives the same meaning.
-    A delivery whose key has an older version still pending waits for it.
     """
     now = _utcnow()
     d = deliveries
-    older = aliased(deliveries)
     due = (
         select(d.c.id)
         .where(
@@ -402,16 +400,6 @@ def claim_due(
             d.c.next_attempt_at <= now,
             or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at < now),
             (d.c.key_hash % partitions) == partition,
-            # An older version still pending (another worker may be sending
-            # it) goes first: a key's versions reach the target in order even
-            # when several workers push the same partition.
-            ~exists().where(
-                older.c.job == d.c.job,
-                older.c.target == d.c.target,
-                older.c.record_key == d.c.record_key,
-                older.c.status == PENDING,
-                older.c.id < d.c.id,
-            ),
         )
         .order_by(d.c.id)
         .limit(limit)
