@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 
 import psycopg
 from sqlalchemy import ColumnElement, Table, bindparam, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import any_
@@ -60,3 +61,20 @@ def one_of(
     if is_postgres(session):
         return column == any_(bindparam(name, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
+
+
+def insert_if_absent(session: Session, table: Table, values: dict[str, Any]) -> bool:
+    """Insert one row unless its primary key exists; True when it was inserted.
+
+    No error on a conflict, so a worker that finds the row taken leaves no
+    ERROR line in the database's log.
+    """
+    dialect = postgresql if is_postgres(session) else sqlite
+    statement = (
+        dialect.insert(table)
+        .values(**values)
+        .on_conflict_do_nothing()
+        # psycopg reports no row count here; a returned row says it all.
+        .returning(*table.primary_key.columns)
+    )
+    return session.execute(statement).first() is not None

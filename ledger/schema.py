@@ -178,6 +178,23 @@ class Attempt(Base):
     __table_args__ = (Index(None, "delivery_id"),)
 
 
+class PartitionLease(Base):
+    """Which push loop sends one partition of one target, and until when.
+
+    One sender per partition at a time keeps a key's versions in order at
+    the target even when several workers run the job; a dead worker's lease
+    runs out and another takes the partition over.
+    """
+
+    __tablename__ = "partition_leases"
+
+    job: Mapped[str] = mapped_column(String(63), primary_key=True)
+    target: Mapped[str] = mapped_column(String(63), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(80))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
 # A rejected record keeps the start of its canonical JSON, never all of it.
 REJECTED_EXCERPT_CHARS = 200
 
@@ -210,3 +227,4 @@ record_versions = cast(Table, RecordVersion.__table__)
 deliveries = cast(Table, Delivery.__table__)
 attempts = cast(Table, Attempt.__table__)
 rejected_records = cast(Table, Rejection.__table__)
+partition_leases = cast(Table, PartitionLease.__table__)

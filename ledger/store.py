@@ -28,7 +28,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
-from ledger.bulk import insert_rows, one_of
+from ledger.bulk import insert_if_absent, insert_rows, one_of
 from ledger.errors import CursorMovedError, LedgerError
 from ledger.schema import (
     DEAD,
@@ -44,6 +44,7 @@ from ledger.schema import (
     cursors,
     deliveries,
     pages,
+    partition_leases,
     record_versions,
     rejected_records,
 )
@@ -372,6 +373,70 @@ def stage_page(
     )
 
 
+@translated("take a partition's lease")
+def hold_partition(
+    session: Session,
+    *,
+    job: str,
+    target: str,
+    partition: int,
+    owner: str,
+    lease_s: float,
+) -> bool | None:
+    """Take or renew ``owner``'s lease on one partition of one target.
+
+    Returns:
+        True when ``owner`` just took the partition (its first claim, or
+        another worker's lease ran out), False when it renewed its own lease,
+        None while another owner holds it.
+    """
+    now = _utcnow()
+    p = partition_leases
+    this = (p.c.job == job, p.c.target == target, p.c.partition == partition)
+    expires = now + dt.timedelta(seconds=lease_s)
+    # Writes only, renewal first: SQLite then takes its write lock on the
+    # first statement and waits its busy timeout instead of failing.
+    renewed = session.execute(
+        update(p).where(*this, p.c.owner == owner).values(expires_at=expires)
+    )
+    if _rowcount(renewed) == 1:
+        return False
+    taken = session.execute(
+        update(p)
+        .where(*this, or_(p.c.owner.is_(None), p.c.expires_at < now))
+        .values(owner=owner, expires_at=expires)
+    )
+    if _rowcount(taken) == 1:
+        return True
+    row = {
+        "job": job,
+        "target": target,
+        "partition": partition,
+        "owner": owner,
+        "expires_at": expires,
+    }
+    # None: the row exists, so another worker holds the partition.
+    return True if insert_if_absent(session, p, row) else None
+
+
+@translated("release a partition's lease")
+def release_partition(
+    session: Session, *, job: str, target: str, partition: int, owner: str
+) -> None:
+    """Hand the partition back so another worker can take it at once."""
+    p = partition_leases
+    session.execute(
+        update(p)
+        .where(
+            p.c.job == job,
+            p.c.target == target,
+            p.c.partition == partition,
+            p.c.owner == owner,
+        )
+        .values(owner=None, expires_at=None)
+    )
+
+
 @translated("claim due deliveries")
 def claim_due(
     session: Session,
@@ -478,6 +543,7 @@ def recover_expired_leases(
         .returning(d.c.id, d.c.attempts)
     ).all()
     if freed:
+        _supersede_overtaken(session, [row.id for row in freed], now)
         insert_rows(
             session,
             attempts,
@@ -575,23 +641,32 @@ def _set_unfinished(
     retried = [
         r.delivery_id for r in results if r.outcome in (OUTCOME_RETRY, OUTCOME_UNKNOWN)
     ]
-    if retried:
-        newer = aliased(deliveries)
-        session.execute(
-            update(d)
-            .where(
-                one_of(d.c.id, "ids", session),
-                d.c.status == PENDING,
-                exists().where(
-                    newer.c.job == d.c.job,
-                    newer.c.target == d.c.target,
-                    newer.c.record_key == d.c.record_key,
-                    newer.c.id > d.c.id,
-                ),
-            )
-            .values(status=SUPERSEDED, updated_at=now),
-            {"ids": retried},
+    _supersede_overtaken(session, retried, now)
+
+
+def _supersede_overtaken(
+    session: Session, delivery_ids: Sequence[int], now: dt.datetime
+) -> None:
+    """Retire the pending ones among ``delivery_ids`` whose key has a newer version."""
+    if not delivery_ids:
+        return
+    d = deliveries
+    newer = aliased(deliveries)
+    session.execute(
+        update(d)
+        .where(
+            one_of(d.c.id, "ids", session),
+            d.c.status == PENDING,
+            exists().where(
+                newer.c.job == d.c.job,
+                newer.c.target == d.c.target,
+                newer.c.record_key == d.c.record_key,
+                newer.c.id > d.c.id,
+            ),
         )
+        .values(status=SUPERSEDED, updated_at=now),
+        {"ids": list(delivery_ids)},
+    )
 
 
 @translated("release leases")
@@ -610,5 +685,13 @@ def forget_job(session: Session, job: str) -> None:
     """Delete every row of ``job``, from attempts and rejected records to cursors."""
     job_deliveries = select(deliveries.c.id).where(deliveries.c.job == job)
     session.execute(delete(attempts).where(attempts.c.delivery_id.in_(job_deliveries)))
-    for table in (deliveries, record_versions, rejected_records, pages, cursors):
+    tables = (
+        deliveries,
+        record_versions,
+        rejected_records,
+        pages,
+        cursors,
+        partition_leases,
+    )
+    for table in tables:
         session.execute(delete(table).where(table.c.job == job))

@@ -196,7 +196,6 @@ async def _serve(
         async with TargetClient.open_http(spec) as http:
             client = TargetClient(job.name, spec, http)
             pusher = PartitionPusher(job, spec, partition, engine, client, logger)
-            pusher.recover()
             while not window.is_over:
                 bell.clear()
                 tally.polls += 1
