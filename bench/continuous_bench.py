@@ -9,7 +9,10 @@ alike (see docs/continuous.md):
 2. continuous latency, from a record becoming visible at the source to its
    receipt at the target, p50/p95/p99 at 200 and 2,000 offered records/s;
 3. the worker's peak RSS, CPU seconds per 1,000 records, ledger rows and
-   bytes per record, and its CPU per idle second (one idle cycle a second).
+   bytes per record, and its CPU per idle second (one idle cycle a second);
+4. where the machine's CPU goes: CPU seconds per 1,000 records of Postgres
+   and of the whole machine (apps included) for each contender. With every
+   core busy, the ratio of machine CPU per record bounds the throughput ratio.
 
     .venv/bin/python bench/continuous_bench.py --quick      # ~3 minutes
     .venv/bin/python bench/continuous_bench.py              # full, ~25 minutes
@@ -48,6 +51,8 @@ from continuous_procs import (  # noqa: E402
     drop_ledger,
     fresh_ledger,
     ledger_figures,
+    machine_busy_s,
+    postgres_cpu_s,
     run_measured,
     start_prefect_server,
 )
@@ -172,9 +177,12 @@ def durable_backfill(bench: Bench, records: int, push: str) -> dict[str, Any]:
     bench.release(0)
     with bench.worker(push, window_s=3600) as (worker, ledger):
         cpu_before = worker.cpu_s()
+        machine_before, postgres_before = machine_busy_s(), postgres_cpu_s()
         bench.release(records)
         stats = bench.wait_received(records, timeout_s=60 + records / 300)
         cpu = worker.cpu_s() - cpu_before
+        machine = machine_busy_s() - machine_before
+        postgres = postgres_cpu_s() - postgres_before
         source = bench.source_stats()
         time.sleep(2.0)
         idle = idle_cost(bench, worker)
@@ -192,6 +200,8 @@ def durable_backfill(bench: Bench, records: int, push: str) -> dict[str, Any]:
         "worker_peak_rss_mb": round(rss, 1),
         "worker_cpu_s_per_1k": round(cpu / records * 1000, 4),
         "worker_cpu_share": round(cpu / seconds, 2),
+        "postgres_cpu_s_per_1k": round(postgres / records * 1000, 4),
+        "machine_cpu_s_per_1k": round(machine / records * 1000, 4),
         "idle_cpu_ms_per_s": idle["cpu_ms_per_s"],
         "idle_polls_per_s": idle["polls_per_s"],
         "stop_exit_code": exit_code,
@@ -232,9 +242,11 @@ def baseline_backfill(bench: Bench, records: int, push: str) -> dict[str, Any]:
         "--concurrency",
         str(int(target["concurrency"]) * PARTITIONS),
     ]
+    machine_before = machine_busy_s()
     code, out, cpu, rss = run_measured(
         command, bench.env, 60 + records / 300, bench.scratch
     )
+    machine = machine_busy_s() - machine_before
     if code != 0:
         raise BenchError(f"the baseline failed ({code}): {out[-500:]}")
     stats = bench.target_stats()
@@ -250,6 +262,7 @@ def baseline_backfill(bench: Bench, records: int, push: str) -> dict[str, Any]:
         "duplicates": stats["duplicates"],
         "peak_rss_mb": round(rss, 1),
         "cpu_s_per_1k": round(cpu / records * 1000, 4),
+        "machine_cpu_s_per_1k": round(machine / records * 1000, 4),
     }
 
 
@@ -313,6 +326,15 @@ def summarize(backfills: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ),
                 "worker_peak_rss_mb": round(median(durable, "worker_peak_rss_mb")),
                 "worker_cpu_s_per_1k": round(median(durable, "worker_cpu_s_per_1k"), 3),
+                "postgres_cpu_s_per_1k": round(
+                    median(durable, "postgres_cpu_s_per_1k"), 3
+                ),
+                "machine_cpu_s_per_1k": round(
+                    median(durable, "machine_cpu_s_per_1k"), 3
+                ),
+                "baseline_machine_cpu_s_per_1k": round(
+                    median(baseline, "machine_cpu_s_per_1k"), 3
+                ),
                 "ledger_rows_per_record": durable[0]["ledger"]["rows_per_record"],
                 "ledger_bytes_per_record": durable[0]["ledger"]["bytes_per_record"],
                 "idle_cpu_ms_per_s": round(median(durable, "idle_cpu_ms_per_s")),

@@ -94,6 +94,32 @@ class Proc:
         return self.stderr.read_text(errors="replace")[-chars:]
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent on anything but idling and waiting, so far."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of the Postgres processes alive now (server and backends).
+
+    A backend that exits between two readings takes its seconds with it; the
+    bench reads while the worker's pooled connections are still open.
+    """
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+        if name == "postgres":
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
 def run_measured(
     command: Sequence[str], env: dict[str, str], timeout_s: float, log_dir: Path
 ) -> tuple[int, str, float, float]:
