@@ -41,7 +41,9 @@ class ShardReader:
 
     One pass of ``sync-job`` uses a reader once; continuous mode keeps one for
     a whole window, so its HTTP connection and its copy of the saved cursor
-    live across polls and an idle poll never reads the ledger.
+    live across polls and an idle poll never reads the ledger. ``pages``,
+    ``fetched`` and ``staged`` count every committed page since the reader
+    was opened, including those of a pass that ended in an error.
     """
 
     def __init__(self, job: Job, shard: str, engine: Engine, client: SourceClient):
@@ -51,6 +53,7 @@ class ShardReader:
         self._client = client
         self._targets = [t.name for t in job.targets]
         self.saved = self.reload()
+        self.pages = self.fetched = self.staged = 0
 
     def reload(self) -> str | None:
         """Read the shard's saved cursor again, e.g. after another worker moved it."""
@@ -98,6 +101,9 @@ class ShardReader:
                 self.saved = after
                 pages, fetched = pages + 1, fetched + page.fetched
                 staged += result.versions_staged
+                self.pages += 1
+                self.fetched += page.fetched
+                self.staged += result.versions_staged
                 logger.info(
                     "job=%s shard=%s page=%d records=%d staged=%d superseded=%d",
                     self.job.name,

@@ -29,7 +29,7 @@ from ledger.engine import get_engine
 from ledger.errors import CursorMovedError, LedgerError, SourceError
 from ledger.types import StageResult
 from tasks.deliver import Logger, PartitionPusher
-from tasks.fetch import open_reader
+from tasks.fetch import ShardReader, open_reader
 from tasks.serve_window import LoopTally, ServeWindow
 
 # A failing shard or ledger waits interval_s, doubled per failure up to this.
@@ -103,6 +103,7 @@ def _follow(
             except CursorMovedError:
                 # Another worker of the job staged this page first: follow its
                 # cursor from the next poll on. Expected, so not an error.
+                _add_read(tally, reader)
                 tally.conflicts += 1
                 logger.info(
                     "job=%s shard=%s another worker staged the page first; "
@@ -114,16 +115,23 @@ def _follow(
                 window.sleep(window.interval_s - (time.monotonic() - started))
                 continue
             except (SourceError, LedgerError) as exc:
+                _add_read(tally, reader)
                 failures += 1
                 _count_failure(tally, exc, logger, job.name, shard, window, failures)
                 window.sleep(_backoff_s(window.interval_s, failures))
                 continue
             failures = 0
-            tally.pages += done.pages
-            tally.fetched += done.fetched
-            tally.staged += done.staged
+            _add_read(tally, reader)
             tally.idle_polls += done.pages == 0
             window.sleep(window.interval_s - (time.monotonic() - started))
+
+
+def _add_read(tally: LoopTally, reader: ShardReader) -> None:
+    # From the reader's totals: a pass that ended in an error still staged
+    # the pages before it.
+    tally.pages = reader.pages
+    tally.fetched = reader.fetched
+    tally.staged = reader.staged
 
 
 def _count_failure(

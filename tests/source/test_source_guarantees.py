@@ -11,6 +11,7 @@ even across a crash between pages.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -27,13 +28,15 @@ from sqlalchemy.orm import Session
 
 from jellyfish.demo.servers import serve_in_thread
 from jellyfish.job import Job
+from jellyfish.source.client import SourceClient
 from jellyfish.source.records import shift_instant
 from ledger.engine import get_engine
-from ledger.errors import SourceError
+from ledger.errors import CursorMovedError, SourceError
 from ledger.rejections import rejected_counts
 from ledger.schema import deliveries, pages, record_versions, rejected_records
 from ledger.store import load_cursor
-from tasks.fetch import ShardPass, fetch_and_stage_shard
+from ledger.types import StageResult
+from tasks.fetch import ShardPass, fetch_and_stage_shard, open_reader
 
 Record = dict[str, Any]
 CURSOR = ["updated_at:timestamp", "id:integer"]
@@ -432,3 +435,40 @@ def test_stage_pass_ties_across_page_boundaries_never_skip_or_double(
             select(deliveries.c.record_key).where(deliveries.c.job == job_name)
         ).scalars()
         assert sorted(owed, key=int) == [str(i) for i in range(1, 12)]
+
+
+def test_shard_reader_pass_overtaken_by_another_worker_keeps_counts_of_pages_before(
+    source: str, ledger_url: str, job_name: str
+) -> None:
+    """Issue 4 regression: a serve window lost the counts of the pages it had
+    staged in a poll that another worker overtook (two workers, 550 of 600)."""
+    run = uuid.uuid4().hex
+    load(source, TIED)
+    job = make_job(
+        {
+            "url": f"{source}/keyset",
+            "records_path": "items",
+            "params": {"run": run, "group": "a"},
+            "key": ["id"],
+            "cursor": CURSOR,
+            "pagination": KEYSET,
+        },
+        name=job_name,
+    )
+
+    def other_worker_stages_next_page(result: StageResult) -> None:
+        if not other:
+            other.extend(stage_pass(job, "all", ledger_url, stop_after=1))
+
+    other: list[StageResult] = []
+    engine = get_engine(ledger_url)
+    with SourceClient.open_http(job) as http, disable_run_logger():
+        reader = open_reader(job, "all", engine, http)
+        with pytest.raises(CursorMovedError, match=f"job {job_name} shard all"):
+            reader.read_pass(
+                logging.getLogger("test"), on_staged=other_worker_stages_next_page
+            )
+
+    assert [r.versions_staged for r in other] == [3]
+    assert (reader.pages, reader.fetched, reader.staged) == (1, 3, 3)
+    assert staged_keys(ledger_url, job_name, "all") == [str(i) for i in range(1, 7)]
