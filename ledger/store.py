@@ -449,10 +449,13 @@ def claim_due(
     limit: int,
     lease_s: float,
 ) -> list[DueDelivery]:
-    """Lease up to ``limit`` due deliveries of one partition, oldest first.
+    """Lease up to ``limit`` due deliveries of one partition, longest due first.
 
     Postgres skips rows another worker has locked, so concurrent claimers never
     share a delivery; SQLite serializes writers, which gives the same meaning.
+    The order follows the index of pending deliveries, so a claim reads only
+    as far as its ``limit``; per-key order needs no particular claim order,
+    because staging supersedes a key's older pending version.
     """
     now = _utcnow()
     d = deliveries
@@ -466,7 +469,7 @@ def claim_due(
             or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at < now),
             (d.c.key_hash % partitions) == partition,
         )
-        .order_by(d.c.id)
+        .order_by(d.c.next_attempt_at, d.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -482,25 +485,24 @@ def claim_due(
     # joined table.
     rv = record_versions
     versions = {
-        row.id: row
-        for row in session.execute(
+        version_id: (key, content_hash, payload)
+        for version_id, key, content_hash, payload in session.execute(
             select(rv.c.id, rv.c.record_key, rv.c.content_hash, rv.c.payload).where(
                 one_of(rv.c.id, "ids", session)
             ),
             {"ids": [row.record_version_id for row in claimed]},
         )
     }
-    return [
-        DueDelivery(
-            delivery_id=row.id,
-            record_key=versions[row.record_version_id].record_key,
-            content_hash=versions[row.record_version_id].content_hash,
-            payload=versions[row.record_version_id].payload,
-            attempts_before=row.attempts,
-            record_version_id=row.record_version_id,
+    # Plain tuples, not Row attributes: this loop runs once per record.
+    leased: list[DueDelivery] = []
+    for delivery_id, version_id, attempts_before in sorted(map(tuple, claimed)):
+        key, content_hash, payload = versions[version_id]
+        leased.append(
+            DueDelivery(
+                delivery_id, key, content_hash, payload, attempts_before, version_id
+            )
         )
-        for row in sorted(claimed, key=lambda r: r.id)
-    ]
+    return leased
 
 
 @translated("recover expired leases")

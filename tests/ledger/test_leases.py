@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from jellyfish.source.records import stage_record
@@ -182,3 +183,45 @@ def _stage(session: Session, job: str, record: dict, before: str | None) -> None
         cursor_after=f"after-{record['v']}",
         targets=["t1"],
     )
+
+
+def test_claim_due_limit_takes_longest_due_first(
+    ledger_url: str, job_name: str
+) -> None:
+    """A retry that fell due an hour ago goes before deliveries due just now."""
+    engine = get_engine(ledger_url)
+    with Session(engine) as session, session.begin():
+        stage_page(
+            session,
+            job=job_name,
+            shard="s1",
+            versions=[stage_record({"id": i}, ["id"]) for i in (1, 2, 3)],
+            fetched=3,
+            cursor_before=None,
+            cursor_after="c",
+            targets=["t1"],
+        )
+        session.execute(
+            update(deliveries)
+            .where(deliveries.c.job == job_name, deliveries.c.record_key == "3")
+            .values(
+                next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+                attempts=1,
+            )
+        )
+
+    with Session(engine) as session, session.begin():
+        first = claim_due(
+            session,
+            job=job_name,
+            target="t1",
+            partition=0,
+            partitions=1,
+            owner="w1",
+            limit=1,
+            lease_s=60,
+        )
+        rest = _claim(session, job_name, "w1", lease_s=60)
+
+    assert [(d.record_key, d.attempts_before) for d in first] == [("3", 1)]
+    assert [d.record_key for d in rest] == ["1", "2"]
