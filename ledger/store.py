@@ -182,9 +182,15 @@ def _new_versions(
 
 
 def _supersede(
-    session: Session, job: str, changed_keys: Sequence[str], now: dt.datetime
+    session: Session,
+    job: str,
+    targets: Sequence[str],
+    changed_keys: Sequence[str],
+    now: dt.datetime,
 ) -> int:
     """Retire older pending deliveries of keys that have a new version."""
+    # Naming the targets lets the (job, target, record_key) index find each
+    # key; with the job alone, Postgres walks every pending delivery of it.
     superseded = 0
     for chunk in _chunks(changed_keys):
         superseded += _rowcount(
@@ -192,6 +198,7 @@ def _supersede(
                 update(deliveries)
                 .where(
                     deliveries.c.job == job,
+                    one_of(deliveries.c.target, "targets", session),
                     deliveries.c.status == PENDING,
                     one_of(deliveries.c.record_key, "keys", session),
                     or_(
@@ -200,7 +207,7 @@ def _supersede(
                     ),
                 )
                 .values(status=SUPERSEDED, updated_at=now),
-                {"keys": list(chunk)},
+                {"targets": list(targets), "keys": list(chunk)},
             )
         )
     return superseded
@@ -365,7 +372,7 @@ def stage_page(
     if not new:
         return StageResult(0, 0, 0, rejected=len(rejected))
 
-    superseded = _supersede(session, job, changed_keys, now)
+    superseded = _supersede(session, job, targets, changed_keys, now)
     _insert_versions(session, job=job, shard=shard, page_id=page_id, new=new, now=now)
     _insert_deliveries(session, page_id, targets, now)
     return StageResult(

@@ -149,6 +149,37 @@ def test_stage_page_changed_record_supersedes_pending_older_version(
     ]
 
 
+def test_stage_page_changed_record_supersedes_older_version_at_every_target(
+    ledger_url: str, job_name: str
+) -> None:
+    engine = get_engine(ledger_url)
+    both = ("t1", "t2")
+    with Session(engine) as session, session.begin():
+        _stage(session, job_name, _versions({"id": 1, "v": "old"}), None, "c1", both)
+        _stage(session, job_name, _versions({"id": 2, "v": "same"}), "c1", "c2", both)
+
+    with Session(engine) as session, session.begin():
+        result = _stage(
+            session, job_name, _versions({"id": 1, "v": "new"}), "c2", "c3", both
+        )
+
+    with Session(engine) as session:
+        owed = session.execute(
+            select(deliveries.c.target, deliveries.c.record_key, deliveries.c.status)
+            .where(deliveries.c.job == job_name)
+            .order_by(deliveries.c.target, deliveries.c.id)
+        ).all()
+    assert (result.versions_staged, result.superseded) == (1, 2)
+    assert [tuple(row) for row in owed] == [
+        ("t1", "1", "superseded"),
+        ("t1", "2", "pending"),
+        ("t1", "1", "pending"),
+        ("t2", "1", "superseded"),
+        ("t2", "2", "pending"),
+        ("t2", "1", "pending"),
+    ]
+
+
 def test_stage_page_duplicate_key_in_page_keeps_last(
     ledger_url: str, job_name: str
 ) -> None:
