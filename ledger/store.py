@@ -15,6 +15,9 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import psycopg
 from sqlalchemy import (
+    ColumnElement,
+    Text,
+    and_,
     bindparam,
     delete,
     exists,
@@ -22,13 +25,14 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
-from ledger.bulk import insert_if_absent, insert_rows, one_of
+from ledger.bulk import each_of, insert_if_absent, insert_rows, is_postgres, one_of
 from ledger.errors import CursorMovedError, LedgerError
 from ledger.schema import (
     DEAD,
@@ -148,19 +152,34 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
 
 
 def _latest_hashes(session: Session, job: str, keys: Sequence[str]) -> dict[str, str]:
+    rv = record_versions
+    if is_postgres(session):
+        # A plain `= ANY` here, before autovacuum has analysed a growing
+        # table, makes Postgres filter every version of the job on each page
+        # (89 instead of 2.5 µs a record at 400,000 records).
+        wanted = each_of("keys", Text())
+        latest = (
+            select(rv.c.record_key, rv.c.content_hash)
+            .where(rv.c.job == job, rv.c.record_key == wanted.c.value)
+            .order_by(rv.c.id.desc())
+            .limit(1)
+            .lateral()
+        )
+        found = session.execute(
+            select(latest.c.record_key, latest.c.content_hash)
+            .select_from(wanted)
+            .join(latest, true()),
+            {"keys": list(keys)},
+        ).all()
+        return {key: content_hash for key, content_hash in found}
     rows = session.execute(
-        select(
-            record_versions.c.id,
-            record_versions.c.record_key,
-            record_versions.c.content_hash,
-        ).where(
-            record_versions.c.job == job,
-            one_of(record_versions.c.record_key, "keys", session),
+        select(rv.c.id, rv.c.record_key, rv.c.content_hash).where(
+            rv.c.job == job, one_of(rv.c.record_key, "keys", session)
         ),
         {"keys": list(keys)},
     ).all()
-    # Sorting here, not in SQL: an ORDER BY id tempts Postgres into walking the
-    # whole primary key instead of the (job, record_key, id) index.
+    # Sorting here, not in SQL: an ORDER BY id tempts the planner into walking
+    # the whole primary key instead of the (job, record_key, id) index.
     return {key: content_hash for _, key, content_hash in sorted(rows)}
 
 
@@ -189,22 +208,41 @@ def _supersede(
     now: dt.datetime,
 ) -> int:
     """Retire older pending deliveries of keys that have a new version."""
-    # Naming the targets lets the (job, target, record_key) index find each
-    # key; with the job alone, Postgres walks every pending delivery of it.
+    d = deliveries
+    of_these_keys: ColumnElement[bool]
+    if is_postgres(session):
+        # Each key looked up through the (job, target, record_key) index, as
+        # in _latest_hashes; OFFSET 0 keeps Postgres from folding the lookup
+        # into a join that scans every pending delivery of the job.
+        wanted = each_of("keys", Text())
+        hits = (
+            select(d.c.id)
+            .where(
+                d.c.job == job,
+                one_of(d.c.target, "targets", session),
+                d.c.record_key == wanted.c.value,
+            )
+            .offset(0)
+            .lateral()
+        )
+        of_these_keys = d.c.id.in_(
+            select(hits.c.id).select_from(wanted).join(hits, true())
+        )
+    else:
+        of_these_keys = and_(
+            d.c.job == job,
+            one_of(d.c.target, "targets", session),
+            one_of(d.c.record_key, "keys", session),
+        )
     superseded = 0
     for chunk in _chunks(changed_keys):
         superseded += _rowcount(
             session.execute(
-                update(deliveries)
+                update(d)
                 .where(
-                    deliveries.c.job == job,
-                    one_of(deliveries.c.target, "targets", session),
-                    deliveries.c.status == PENDING,
-                    one_of(deliveries.c.record_key, "keys", session),
-                    or_(
-                        deliveries.c.lease_expires_at.is_(None),
-                        deliveries.c.lease_expires_at < now,
-                    ),
+                    of_these_keys,
+                    d.c.status == PENDING,
+                    or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at < now),
                 )
                 .values(status=SUPERSEDED, updated_at=now),
                 {"targets": list(targets), "keys": list(chunk)},
