@@ -21,6 +21,19 @@ from ledger.store import (
 )
 
 
+def _stage_first_page(session: Session, job: str, ids: list[int]) -> None:
+    stage_page(
+        session,
+        job=job,
+        shard="s1",
+        versions=[stage_record({"id": i}, ["id"]) for i in ids],
+        fetched=len(ids),
+        cursor_before=None,
+        cursor_after="c",
+        targets=["t1"],
+    )
+
+
 def _claim(session: Session, job: str, owner: str, lease_s: float) -> list:
     return claim_due(
         session,
@@ -45,16 +58,7 @@ def test_recover_expired_leases_dead_worker_counts_unknown_attempt(
 ) -> None:
     engine = get_engine(ledger_url)
     with Session(engine) as session, session.begin():
-        stage_page(
-            session,
-            job=job_name,
-            shard="s1",
-            versions=[stage_record({"id": i}, ["id"]) for i in (1, 2)],
-            fetched=2,
-            cursor_before=None,
-            cursor_after="c",
-            targets=["t1"],
-        )
+        _stage_first_page(session, job_name, [1, 2])
     with Session(engine) as session, session.begin():
         claimed = _claim(session, job_name, "dead-worker", lease_s=0.01)
     time.sleep(0.05)
@@ -84,16 +88,7 @@ def test_recover_expired_leases_live_lease_is_left_alone(
 ) -> None:
     engine = get_engine(ledger_url)
     with Session(engine) as session, session.begin():
-        stage_page(
-            session,
-            job=job_name,
-            shard="s1",
-            versions=[stage_record({"id": 1}, ["id"])],
-            fetched=1,
-            cursor_before=None,
-            cursor_after="c",
-            targets=["t1"],
-        )
+        _stage_first_page(session, job_name, [1])
     with Session(engine) as session, session.begin():
         _claim(session, job_name, "live-worker", lease_s=60)
 
@@ -191,16 +186,7 @@ def test_claim_due_limit_takes_longest_due_first(
     """A retry that fell due an hour ago goes before deliveries due just now."""
     engine = get_engine(ledger_url)
     with Session(engine) as session, session.begin():
-        stage_page(
-            session,
-            job=job_name,
-            shard="s1",
-            versions=[stage_record({"id": i}, ["id"]) for i in (1, 2, 3)],
-            fetched=3,
-            cursor_before=None,
-            cursor_after="c",
-            targets=["t1"],
-        )
+        _stage_first_page(session, job_name, [1, 2, 3])
         session.execute(
             update(deliveries)
             .where(deliveries.c.job == job_name, deliveries.c.record_key == "3")

@@ -93,6 +93,22 @@ def two_shard_job(name: str, url: str, bad: dict[str, Any], **source: Any) -> Jo
     return make_job({**spec, **source}, name=name)
 
 
+def tied_keyset_job(source: str, run: str, name: str) -> Job:
+    """A keyset job over the TIED records (loaded here), requests tagged ``run``."""
+    load(source, TIED)
+    return make_job(
+        {
+            "url": f"{source}/keyset",
+            "records_path": "items",
+            "params": {"run": run, "group": "a"},
+            "key": ["id"],
+            "cursor": CURSOR,
+            "pagination": KEYSET,
+        },
+        name=name,
+    )
+
+
 def run_shard(job: Job, shard: str, ledger_url: str) -> ShardPass:
     """The task's pass, or its Failed state's message raised as SourceError."""
     with disable_run_logger():
@@ -401,18 +417,7 @@ def test_stage_pass_ties_across_page_boundaries_never_skip_or_double(
 ) -> None:
     """Page size 3 puts boundaries inside the 09:00Z tie (after ids 3 and 6)."""
     run = uuid.uuid4().hex
-    load(source, TIED)
-    job = make_job(
-        {
-            "url": f"{source}/keyset",
-            "records_path": "items",
-            "params": {"run": run, "group": "a"},
-            "key": ["id"],
-            "cursor": CURSOR,
-            "pagination": KEYSET,
-        },
-        name=job_name,
-    )
+    job = tied_keyset_job(source, run, job_name)
 
     before = stage_pass(job, "all", ledger_url, stop_after=crash_after)
     staged_before = staged_keys(ledger_url, job_name, "all")
@@ -443,18 +448,7 @@ def test_shard_reader_pass_overtaken_by_another_worker_keeps_counts_of_pages_bef
     """Issue 4 regression: a serve window lost the counts of the pages it had
     staged in a poll that another worker overtook (two workers, 550 of 600)."""
     run = uuid.uuid4().hex
-    load(source, TIED)
-    job = make_job(
-        {
-            "url": f"{source}/keyset",
-            "records_path": "items",
-            "params": {"run": run, "group": "a"},
-            "key": ["id"],
-            "cursor": CURSOR,
-            "pagination": KEYSET,
-        },
-        name=job_name,
-    )
+    job = tied_keyset_job(source, run, job_name)
 
     def other_worker_stages_next_page(result: StageResult) -> None:
         if not other:
